@@ -6,7 +6,7 @@
 __all__ = ['project_root', 'find_notebook', 'notebook_parameters', 'list_notebooks', 'parse_value', 'collect_parameters',
            'NotebookFailed', 'run_notebook', 'build_book', 'main']
 
-# %% ../nbs/02_cli.ipynb #3562e870
+# %% ../nbs/02_cli.ipynb #546be8ae
 import argparse
 import json
 import platform
@@ -21,7 +21,7 @@ import yaml
 
 from .core import ConfigError, MissingFileError, SuperposError, atomic_write
 
-# %% ../nbs/02_cli.ipynb #b65570a6
+# %% ../nbs/02_cli.ipynb #88118e69
 def project_root(start: str | Path | None = None) -> Path:
     """The superpos project folder (holding `_toc.yml` and `nbs/`): `start`, the cwd, or the package's checkout."""
     import superpos
@@ -52,7 +52,7 @@ def find_notebook(notebook: str | Path) -> Path:
     known = ", ".join(p.name for p in list_notebooks()) if nbs is not None else "none found"
     raise MissingFileError(f"notebook {str(notebook)!r} not found; runnable notebooks: {known}")
 
-# %% ../nbs/02_cli.ipynb #b9b8905c
+# %% ../nbs/02_cli.ipynb #2a8e09eb
 def notebook_parameters(notebook: str | Path) -> dict:
     """The notebook's papermill parameters: name -> {'default', 'type', 'help'} (empty if none)."""
     import papermill
@@ -71,7 +71,7 @@ def _has_parameters(path: Path) -> bool:
     cells = json.loads(path.read_text())["cells"]
     return any("parameters" in c.get("metadata", {}).get("tags", []) for c in cells)
 
-# %% ../nbs/02_cli.ipynb #fc9292f6
+# %% ../nbs/02_cli.ipynb #5804b533
 def parse_value(text: str):
     """A command-line parameter value: int, float, bool, None or the string itself."""
     for convert in (int, float):
@@ -95,7 +95,7 @@ def collect_parameters(pairs=(), yaml_text: str | None = None) -> dict:
         params[name] = parse_value(value)
     return params
 
-# %% ../nbs/02_cli.ipynb #41d33a78
+# %% ../nbs/02_cli.ipynb #505f17cc
 class NotebookFailed(SuperposError, RuntimeError):
     """A notebook raised an error while running; the partially executed notebook is kept."""
 
@@ -127,7 +127,7 @@ def _git_commit() -> str | None:
     except (MissingFileError, OSError, subprocess.SubprocessError):
         return None
 
-# %% ../nbs/02_cli.ipynb #e4875d2f
+# %% ../nbs/02_cli.ipynb #e6777b69
 def run_notebook(notebook: str | Path, parameters: dict | None = None, *, out: str | Path = "runs",
                  kernel: str = "python3", progress: bool = False) -> Path:
     """Execute `notebook` with papermill into a new run folder; return the folder."""
@@ -161,11 +161,12 @@ def run_notebook(notebook: str | Path, parameters: dict | None = None, *, out: s
         atomic_write(folder / "run.json", lambda f: json.dump(record, f, indent=2, default=str), mode="w")
     return folder
 
-# %% ../nbs/02_cli.ipynb #4dbcf922
+# %% ../nbs/02_cli.ipynb #b492b595
 def build_book(root: str | Path | None = None, *, execute: bool = True, strict: bool = True) -> Path:
     """Build the Jupyter Book of the project; return the path of its `index.html`."""
     root = project_root(root)
-    cmd = [sys.executable, "-m", "jupyter_book.cli.main", "build", str(root), "--keep-going"]
+    launcher = "from jupyter_book.cli.main import main; main()"
+    cmd = [sys.executable, "-c", launcher, "build", str(root), "--keep-going"]
     if strict:
         cmd += ["-W", "-n"]
     config = None
@@ -182,7 +183,7 @@ def build_book(root: str | Path | None = None, *, execute: bool = True, strict: 
                             f"notebook reports in {root / '_build' / 'html' / 'reports'}")
     return root / "_build" / "html" / "index.html"
 
-# %% ../nbs/02_cli.ipynb #3edc912e
+# %% ../nbs/02_cli.ipynb #35737e13
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="superpos", description="Superposition analyses: run notebooks, build the book.")
     sub = parser.add_subparsers(dest="command", required=True)
