@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def superpos(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "superpos.cli", *args], cwd=cwd, capture_output=True, text=True)
+    launcher = "import sys; from superpos.cli import main; sys.exit(main())"
+    return subprocess.run([sys.executable, "-c", launcher, *args], cwd=cwd, capture_output=True, text=True)
 
 
 def write_notebook(path, body):

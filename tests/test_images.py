@@ -53,7 +53,8 @@ def test_grating_factors_match_images():
 
 def test_photo_spectrum_is_natural():
     freq, power = power_spectrum(photo_patches(300, 64, seed=0))
-    slope = np.polyfit(np.log(freq), np.log(power), 1)[0]
+    band = freq < 0.25  # above it the antialiased downsampling of large crops steepens the spectrum
+    slope = np.polyfit(np.log(freq[band]), np.log(power[band]), 1)[0]
     assert -3.2 < slope < -1.5
 
 
