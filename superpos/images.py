@@ -7,7 +7,7 @@ __all__ = ['SKIMAGE_PHOTOS', 'DEFAULT_MIX', 'GENERATORS', 'IMAGE_SUFFIXES', 'CIF
            'bundled_photos', 'photo_patches', 'dead_leaves', 'gratings', 'textures', 'natural_stimuli', 'image_folder',
            'cifar10', 'imagenet_val', 'image_grid', 'power_spectrum']
 
-# %% ../nbs/01_images.ipynb #4a495944
+# %% ../nbs/01_images.ipynb #9293b4db
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from .core import ConfigError, DataError, MissingFileError, cache_dir
 
-# %% ../nbs/01_images.ipynb #8878c4f4
+# %% ../nbs/01_images.ipynb #fc31b7de
 @dataclass
 class StimulusSet(torch.utils.data.Dataset):
     """Images (uint8, N x 3 x H x W) with ids, a source label each, and optional generative factors."""
@@ -62,7 +62,7 @@ class StimulusSet(torch.utils.data.Dataset):
     def image_size(self) -> tuple[int, int]:
         return tuple(self.images.shape[-2:])
 
-# %% ../nbs/01_images.ipynb #082c72a0
+# %% ../nbs/01_images.ipynb #e708c0b6
 def _subset(self, index) -> StimulusSet:
     """The stimuli at positions `index` (ints or a boolean mask)."""
     index = np.arange(len(self))[np.asarray(index)]
@@ -101,7 +101,7 @@ def concat_stimuli(sets: list[StimulusSet], name: str = "stimuli") -> StimulusSe
     return StimulusSet(torch.cat([s.images for s in sets]), np.concatenate([s.ids for s in sets]),
                        np.concatenate([s.sources for s in sets]), table if table.shape[1] else None, name)
 
-# %% ../nbs/01_images.ipynb #292e374b
+# %% ../nbs/01_images.ipynb #ca45eb6a
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina")
 
 def bundled_photos() -> dict[str, np.ndarray]:
@@ -119,7 +119,7 @@ def bundled_photos() -> dict[str, np.ndarray]:
     photos["present"] = np.asarray(Image.open(sample_data / "Minduka_Present_Blue_Pack.png").convert("RGB"))
     return photos
 
-# %% ../nbs/01_images.ipynb #72ad971e
+# %% ../nbs/01_images.ipynb #d71c50d5
 def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
     """Resize float images (N x 3 x h x w) to size x size with antialiasing."""
     return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
@@ -168,7 +168,7 @@ def _check_count(n, size):
     if int(size) != size or size < 8:
         raise ConfigError(f"image size must be an integer >= 8 pixels, got {size!r}")
 
-# %% ../nbs/01_images.ipynb #88aa6a43
+# %% ../nbs/01_images.ipynb #5f110e4f
 def _random_colours(gen: torch.Generator, n: int) -> torch.Tensor:
     return torch.rand(n, 3, generator=gen)
 
@@ -185,19 +185,17 @@ def dead_leaves(n: int, size: int = 96, *, n_disks: int = 300, r_min: float = 0.
     centre = torch.rand(n, n_disks, 2, generator=gen) * 1.2 - 0.1
     colour = torch.rand(n, n_disks, 3, generator=gen)
     grid = (torch.arange(size) + 0.5) / size
-    yy, xx = torch.meshgrid(grid, grid, indexing="ij")
-    images = torch.empty(n, 3, size, size)
-    for start in range(0, n, 64):
-        sl = slice(start, start + 64)
-        d2 = (yy[None, None] - centre[sl, :, 0, None, None]) ** 2 + (xx[None, None] - centre[sl, :, 1, None, None]) ** 2
-        inside = d2 < radius[sl, :, None, None] ** 2
-        # the first disk drawn is on top: the visible disk is the first one that covers the pixel
-        idx = torch.where(inside.any(1), inside.float().argmax(1), n_disks - 1)
-        images[sl] = torch.gather(colour[sl], 1, idx.flatten(1)[..., None].expand(-1, -1, 3)).view(-1, size, size, 3).permute(0, 3, 1, 2)
+    images = colour[:, -1, :, None, None].expand(n, 3, size, size).clone()
+    # painter's algorithm: draw from the last disk to the first, so the first disk ends up on top
+    for j in range(n_disks - 1, -1, -1):
+        dy = (grid[None] - centre[:, j, 0, None]) ** 2
+        dx = (grid[None] - centre[:, j, 1, None]) ** 2
+        inside = dy[:, :, None] + dx[:, None, :] < radius[:, j, None, None] ** 2
+        images = torch.where(inside[:, None], colour[:, j, :, None, None], images)
     ids = [f"leaves-{seed}-{i}" for i in range(n)]
     return StimulusSet(_to_uint8(images), ids, ["dead_leaves"] * n, None, "dead_leaves")
 
-# %% ../nbs/01_images.ipynb #893807b5
+# %% ../nbs/01_images.ipynb #74b54574
 def gratings(n: int, size: int = 96, *, seed: int = 0, min_cycles: float = 1.0, max_cycles: float = 12.0) -> StimulusSet:
     """Two-colour sinusoidal gratings with random orientation, frequency (cycles/image, log-uniform) and phase."""
     _check_count(n, size)
@@ -223,7 +221,7 @@ def _hue(rgb: torch.Tensor) -> torch.Tensor:
     r, g, b = rgb.unbind(-1)
     return torch.atan2(np.sqrt(3) * (g - b), 2 * r - g - b) % (2 * np.pi)
 
-# %% ../nbs/01_images.ipynb #d7de7362
+# %% ../nbs/01_images.ipynb #e5a39df2
 def textures(n: int, size: int = 96, *, seed: int = 0, slope_range=(0.8, 2.0)) -> StimulusSet:
     """Coloured 1/f^a noise textures with a random slope, orientation bias and colour pair."""
     _check_count(n, size)
@@ -248,7 +246,7 @@ def textures(n: int, size: int = 96, *, seed: int = 0, slope_range=(0.8, 2.0)) -
     ids = [f"texture-{seed}-{i}" for i in range(n)]
     return StimulusSet(_to_uint8(images), ids, ["textures"] * n, factors, "textures")
 
-# %% ../nbs/01_images.ipynb #4b89cc31
+# %% ../nbs/01_images.ipynb #4e39a301
 DEFAULT_MIX = {"photo": 0.5, "dead_leaves": 0.2, "gratings": 0.15, "textures": 0.15}
 GENERATORS = {"photo": photo_patches, "dead_leaves": dead_leaves, "gratings": gratings, "textures": textures}
 
@@ -270,7 +268,7 @@ def natural_stimuli(n: int = 1000, size: int = 96, *, mix: dict | None = None, s
     stimuli.attrs = {"generator": "natural_stimuli", "n": n, "size": size, "seed": seed, "mix": str(mix)}
     return stimuli
 
-# %% ../nbs/01_images.ipynb #3944e2c6
+# %% ../nbs/01_images.ipynb #d63bf2cb
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".jpe"}
 
 def _load_resized(path: Path, size: int) -> torch.Tensor:
@@ -301,7 +299,7 @@ def image_folder(path: str | Path, size: int = 96, *, n: int | None = None, seed
     sources = [str(p.parent.relative_to(root)) or "." for p in files]
     return StimulusSet(_to_uint8(images), ids, sources, None, root.name, {"path": str(root)})
 
-# %% ../nbs/01_images.ipynb #bd9ffeab
+# %% ../nbs/01_images.ipynb #e6b28346
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 def _read_cifar_batches(folder: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -344,7 +342,7 @@ def imagenet_val(folder: str | Path, size: int = 224, *, n: int | None = None, s
     """An ImageNet validation folder (class sub-folders or flat), resized and centre-cropped."""
     return image_folder(folder, size, n=n, seed=seed)
 
-# %% ../nbs/01_images.ipynb #7e2437fd
+# %% ../nbs/01_images.ipynb #d583b09b
 def image_grid(images, *, ncols: int = 8, titles=None, ax_size: float = 1.2, suptitle: str | None = None):
     """A matplotlib figure showing images (StimulusSet, uint8 or float tensor N x 3 x H x W) in a grid."""
     if isinstance(images, StimulusSet):
@@ -365,7 +363,7 @@ def image_grid(images, *, ncols: int = 8, titles=None, ax_size: float = 1.2, sup
     fig.tight_layout()
     return fig
 
-# %% ../nbs/01_images.ipynb #98e26550
+# %% ../nbs/01_images.ipynb #8f2d3f6b
 def power_spectrum(images) -> tuple[np.ndarray, np.ndarray]:
     """Radially averaged power spectrum of the grey-level images: (frequency in cycles/pixel, power)."""
     if isinstance(images, StimulusSet):
