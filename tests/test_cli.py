@@ -65,7 +65,9 @@ def test_failing_notebook_keeps_partial_output(tmp_path):
     run = next((tmp_path / "runs" / "broken").iterdir())
     assert json.loads((run / "run.json").read_text())["status"] == "failed"
     executed = nbformat.read(run / "broken.ipynb", as_version=4)
-    assert executed.cells[-2].execution_count is not None  # the cells before the failure ran
+    before = next(c for c in executed.cells if c.source.startswith("first ="))
+    assert before.execution_count is not None  # the cells before the failure ran
+    assert any("ValueError" in str(c.get("outputs", "")) for c in executed.cells if c.cell_type == "code")
 
 
 def test_yaml_and_list_parameters(tmp_path):
