@@ -6,7 +6,7 @@
 __all__ = ['OVERCOMPLETE_METHODS', 'MEASURES', 'load_stimuli', 'n_directions_for', 'top_source_fraction', 'source_balanced_index',
            'participation_ratio', 'score_responses', 'bootstrap_mean_difference', 'compare_methods', 'cnn_analysis']
 
-# %% ../nbs/09_cnn_analysis.ipynb #12f3bb15
+# %% ../nbs/09_cnn_analysis.ipynb #1dd07437
 import numpy as np
 import pandas as pd
 import torch
@@ -20,7 +20,7 @@ from .images import StimulusSet, cifar10, image_folder, natural_stimuli
 from .interpretability import interpretability_index, mis, psychophysics_2afc
 from .similarity import similarity_matrix
 
-# %% ../nbs/09_cnn_analysis.ipynb #8040fc8f
+# %% ../nbs/09_cnn_analysis.ipynb #18c48bae
 def load_stimuli(dataset: str, n: int, size: int, *, seed: int = 0, download: bool = False) -> StimulusSet:
     """The stimulus set named by an analysis's `dataset` parameter."""
     if dataset == "natural":
@@ -32,7 +32,7 @@ def load_stimuli(dataset: str, n: int, size: int, *, seed: int = 0, download: bo
         return image_folder(dataset, size, n=n, seed=seed)
     raise ConfigError(f"dataset {dataset!r} is neither 'natural', 'cifar10' nor an existing image folder")
 
-# %% ../nbs/09_cnn_analysis.ipynb #9862cf29
+# %% ../nbs/09_cnn_analysis.ipynb #f997e597
 OVERCOMPLETE_METHODS = ("kmeans", "spherical_kmeans", "sae", "nmf")
 
 def n_directions_for(method: str, k_multiple: float, width: int, n_fit: int) -> int:
@@ -42,7 +42,7 @@ def n_directions_for(method: str, k_multiple: float, width: int, n_fit: int) -> 
         k = min(k, width)
     return min(k, n_fit)
 
-# %% ../nbs/09_cnn_analysis.ipynb #2c95535f
+# %% ../nbs/09_cnn_analysis.ipynb #e1d24895
 def _response_dim(responses: xr.DataArray) -> str:
     others = [d for d in responses.dims if d != "stimulus"]
     if "stimulus" not in responses.dims or len(others) != 1:
@@ -58,7 +58,7 @@ def top_source_fraction(responses: xr.DataArray, sources, k: int = 5) -> xr.Data
     counts = np.stack([(codes[top] == c).sum(0) for c in np.unique(codes)])
     return xr.DataArray(counts.max(0) / k, dims=dim, coords={dim: responses[dim].values}, name="top_source_fraction")
 
-# %% ../nbs/09_cnn_analysis.ipynb #8ce9bede
+# %% ../nbs/09_cnn_analysis.ipynb #12266def
 def source_balanced_index(responses: xr.DataArray, gram: xr.DataArray, sources, k: int = 5) -> xr.DataArray:
     """II on each unit's top-k stimuli drawn from k different sources (NaN if fewer than k sources)."""
     dim = _response_dim(responses)
@@ -78,13 +78,13 @@ def source_balanced_index(responses: xr.DataArray, gram: xr.DataArray, sources, 
     score = (block.sum((0, 1)) - np.trace(block)) / (k * (k - 1))
     return xr.DataArray(score, dims=dim, coords={dim: responses[dim].values}, name="source_balanced_score")
 
-# %% ../nbs/09_cnn_analysis.ipynb #b0b05fb8
+# %% ../nbs/09_cnn_analysis.ipynb #30dc1d88
 def participation_ratio(components) -> np.ndarray:
     """Effective number of units each direction (row) loads on."""
     w2 = np.asarray(components, dtype=float) ** 2
     return w2.sum(1) ** 2 / (w2 ** 2).sum(1)
 
-# %% ../nbs/09_cnn_analysis.ipynb #c2611573
+# %% ../nbs/09_cnn_analysis.ipynb #c9cf4e93
 MEASURES = ("ii", "2afc", "mis")
 
 def score_responses(responses: xr.DataArray, gram: xr.DataArray, measures=("ii",), *, k: int = 5,
@@ -108,7 +108,7 @@ def score_responses(responses: xr.DataArray, gram: xr.DataArray, measures=("ii",
                                     "baseline": baseline}))
     return pd.concat(tables, ignore_index=True)
 
-# %% ../nbs/09_cnn_analysis.ipynb #1250974f
+# %% ../nbs/09_cnn_analysis.ipynb #738c15cc
 def bootstrap_mean_difference(a, b, *, n_boot: int = 2000, ci: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
     """Difference of means a - b with a percentile bootstrap interval (resampling each group)."""
     a, b = np.asarray(a, float), np.asarray(b, float)
@@ -136,7 +136,7 @@ def compare_methods(scores: pd.DataFrame, *, reference: str = "units", by=("weig
                          "ci_low": low, "ci_high": high, "p_value": p, "n": len(values), "n_reference": len(ref)})
     return pd.DataFrame(rows)
 
-# %% ../nbs/09_cnn_analysis.ipynb #f7028475
+# %% ../nbs/09_cnn_analysis.ipynb #89a3f5a1
 def _fit_directions(method, n_directions, fit, held_out, seed, device):
     finder = make_direction_finder(method, n_directions, random_state=seed, device=device)
     finder.fit(fit)
@@ -151,7 +151,7 @@ def _live(responses: xr.DataArray) -> xr.DataArray:
     spread = responses.std("stimulus").values
     return responses.isel({dim: np.flatnonzero(np.isfinite(spread) & (spread > 1e-8 * (1 + np.abs(responses).max().item())))})
 
-# %% ../nbs/09_cnn_analysis.ipynb #094bc438
+# %% ../nbs/09_cnn_analysis.ipynb #951ebd4c
 def cnn_analysis(model="efficientnet_lite0", *, stimuli: StimulusSet, weights=("pretrained", "untrained"),
                  checkpoint=None, layers=None, methods=("units", "kmeans", "pca", "rotation"), k_multiples=(1.0,),
                  similarity="perceptual", measures=("ii",), k: int = 5, n_trials: int = 20, seeds=(0,),

@@ -8,7 +8,7 @@ __all__ = ['LOG_2PI', 'CHECKPOINT_FORMAT', 'CHECKPOINT_NAME', 'LOG_NAME', 'RESUM
            'save_checkpoint', 'load_checkpoint', 'encode', 'eval_set', 'evaluate', 'train', 'load_model',
            'plot_reconstructions', 'plot_traversals', 'plot_logs', 'compare', 'summarize', 'plot_comparison', 'main']
 
-# %% ../nbs/12_slowvae.ipynb #0b73b72c
+# %% ../nbs/12_slowvae.ipynb #3e364956
 import argparse
 import dataclasses
 import difflib
@@ -34,7 +34,7 @@ from .core import ConfigError, DataError, MissingFileError, as_list, atomic_writ
 from .metrics import mcc, mig
 from .sprites import FACTOR_NAMES, DSprites, PairSampler, pair_batch
 
-# %% ../nbs/12_slowvae.ipynb #52124026
+# %% ../nbs/12_slowvae.ipynb #20c9c965
 def _encoder(n_channels: int, z_dim: int) -> nn.Sequential:
     """Conv 32, 32, 64, 64 (k4 s2) -> conv 256 (k4) -> linear 2 * z_dim."""
     return nn.Sequential(
@@ -56,7 +56,7 @@ def _decoder(n_channels: int, z_dim: int) -> nn.Sequential:
         nn.ConvTranspose2d(32, 32, 4, 2, 1), nn.ReLU(),    # 32 x 32 x 32
         nn.ConvTranspose2d(32, n_channels, 4, 2, 1))       # n_channels x 64 x 64
 
-# %% ../nbs/12_slowvae.ipynb #f39049e4
+# %% ../nbs/12_slowvae.ipynb #559018d7
 class VAE(nn.Module):
     """The SlowVAE reference encoder/decoder (BetaVAE_H) for 64x64 images.
 
@@ -76,7 +76,7 @@ class VAE(nn.Module):
         self.decoder = _decoder(self.n_channels, self.z_dim)
         self.reset_parameters()
 
-# %% ../nbs/12_slowvae.ipynb #283c3ab4
+# %% ../nbs/12_slowvae.ipynb #2d3b5fda
 def _reset_parameters(self):
     """Kaiming-normal weights and zero biases for linear and convolution layers (as the reference)."""
     for module in self.modules():
@@ -110,7 +110,7 @@ VAE.encode = _encode
 VAE.decode = _decode
 VAE.forward = _forward
 
-# %% ../nbs/12_slowvae.ipynb #bb5b52eb
+# %% ../nbs/12_slowvae.ipynb #aa100912
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -134,7 +134,7 @@ def laplace_cross_entropy(mu: torch.Tensor, logvar: torch.Tensor, loc: torch.Ten
     folded_mean = s * math.sqrt(2 / math.pi) * torch.exp(-m ** 2 / (2 * s ** 2)) + m * torch.erf(m / (s * math.sqrt(2)))
     return -math.log(rate / 2) + rate * folded_mean
 
-# %% ../nbs/12_slowvae.ipynb #4b2eaccb
+# %% ../nbs/12_slowvae.ipynb #81038819
 def slowvae_loss(images: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, *,
                  beta: float = 1.0, gamma: float = 10.0, rate: float = 6.0) -> dict[str, torch.Tensor]:
     """The SlowVAE loss and its terms (scalars) for a batch of interleaved pairs; gamma=0 is beta-VAE."""
@@ -152,7 +152,7 @@ def slowvae_loss(images: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, l
     return {"loss": loss, "recon": recon, "kl_normal": kl_normal, "kl_laplace": kl_laplace,
             "entropy": entropy, "ce_normal": ce_normal, "ce_laplace": ce_laplace}
 
-# %% ../nbs/12_slowvae.ipynb #5ab7a90a
+# %% ../nbs/12_slowvae.ipynb #4782f8ff
 @dataclass(kw_only=True)
 class SlowVAEConfig:
     """Settings of one SlowVAE (or beta-VAE, gamma=0) training run on dSprites pairs."""
@@ -185,7 +185,7 @@ class SlowVAEConfig:
     def __post_init__(self):
         _validate(self)
 
-# %% ../nbs/12_slowvae.ipynb #dc8dec20
+# %% ../nbs/12_slowvae.ipynb #5fc31b06
 def _check_number(config, name: str, *, integer: bool = False, low: float = -math.inf,
                   low_open: bool = False, high: float = math.inf, allow=()):
     """Validate (and normalise) a numeric field of `config` in place."""
@@ -210,7 +210,7 @@ def _check_flag(config, name: str, *, optional: bool = False):
     if not (isinstance(value, bool) or (optional and value is None)):
         raise ConfigError(f"{name} must be True or False{' or None' if optional else ''}, got {value!r}")
 
-# %% ../nbs/12_slowvae.ipynb #7d80064c
+# %% ../nbs/12_slowvae.ipynb #c5399688
 def _validate(config: SlowVAEConfig):
     """Check every field of `config` (ConfigError naming the field and the fix)."""
     _check_number(config, "z_dim", integer=True, low=1)
@@ -241,7 +241,7 @@ def _validate(config: SlowVAEConfig):
         if getattr(config, name) is not None and not isinstance(getattr(config, name), (str, Path, torch.device)):
             raise ConfigError(f"{name} must be a string or None, got {getattr(config, name)!r}")
 
-# %% ../nbs/12_slowvae.ipynb #b4278354
+# %% ../nbs/12_slowvae.ipynb #b32f7c7d
 def _check_keys(keys):
     """ConfigError for keys that are not SlowVAEConfig fields."""
     valid = [f.name for f in fields(SlowVAEConfig)]
@@ -262,7 +262,7 @@ def _config_init(self, **kwargs):
 
 SlowVAEConfig.__init__ = _config_init
 
-# %% ../nbs/12_slowvae.ipynb #9f877e79
+# %% ../nbs/12_slowvae.ipynb #77c647a6
 def _from_dict(cls, values: dict | None = None, **overrides) -> SlowVAEConfig:
     """A config from a dictionary (and keyword overrides), rejecting unknown keys."""
     values = {**(values or {}), **overrides}
@@ -284,7 +284,7 @@ SlowVAEConfig.from_dict = classmethod(_from_dict)
 SlowVAEConfig.to_dict = _to_dict
 SlowVAEConfig.betavae = classmethod(_betavae)
 
-# %% ../nbs/12_slowvae.ipynb #e54ecf79
+# %% ../nbs/12_slowvae.ipynb #e1bbb190
 CHECKPOINT_FORMAT = "superpos.slowvae.checkpoint/1"
 CHECKPOINT_NAME = "checkpoint.pt"
 LOG_NAME = "log.csv"
@@ -298,7 +298,7 @@ def save_checkpoint(path, *, step: int, config: SlowVAEConfig, model: nn.Module,
              "sampler": sampler.state_dict(), "noise": noise.get_state(), "torch": str(torch.__version__)}
     return atomic_write(path, lambda f: torch.save(state, f))
 
-# %% ../nbs/12_slowvae.ipynb #9f678a09
+# %% ../nbs/12_slowvae.ipynb #74e52f9f
 _CHECKPOINT_KEYS = ("format", "step", "config", "model", "optimizer", "sampler", "noise")
 
 
@@ -321,7 +321,7 @@ def load_checkpoint(path) -> dict:
                         "pass a checkpoint written by superpos.slowvae.train")
     return state
 
-# %% ../nbs/12_slowvae.ipynb #a034967f
+# %% ../nbs/12_slowvae.ipynb #4fb2a0c4
 RESUMABLE_CHANGES = ("n_iterations", "device", "compile", "eval_every", "eval_samples",
                      "checkpoint_every", "output_dir", "resume", "progress")
 
@@ -340,7 +340,7 @@ def _check_resumable(state: dict, config: SlowVAEConfig, path: Path):
         raise ConfigError(f"the checkpoint in {path} is at step {state['step']} but n_iterations is "
                           f"{config.n_iterations}: raise n_iterations, or use another output_dir")
 
-# %% ../nbs/12_slowvae.ipynb #d8c5fd3a
+# %% ../nbs/12_slowvae.ipynb #b28acc7f
 @torch.no_grad()
 def encode(model: VAE, images, *, batch_size: int = 1024) -> np.ndarray:
     """Posterior means (n, z_dim) of images (n, channels, 64, 64), as float64 numpy."""
@@ -354,7 +354,7 @@ def encode(model: VAE, images, *, batch_size: int = 1024) -> np.ndarray:
     model.train(was_training)
     return torch.cat(means).double().numpy() if means else np.zeros((0, model.z_dim))
 
-# %% ../nbs/12_slowvae.ipynb #126c5a4a
+# %% ../nbs/12_slowvae.ipynb #a4acf3ae
 def eval_set(n_samples: int, *, seed: int = 0, dataset: DSprites | None = None) -> tuple[torch.Tensor, np.ndarray]:
     """A fixed evaluation set: factor rows drawn uniformly (seeded) and their images."""
     dataset = dataset if dataset is not None else DSprites(device="cpu")
@@ -372,7 +372,7 @@ def evaluate(model: VAE, images, factors) -> dict[str, float]:
     return {"mcc": mcc(factors, latents[:, active], method="spearman"),
             "mig": mig(factors, latents[:, active], n_bins=20)}
 
-# %% ../nbs/12_slowvae.ipynb #c92973f4
+# %% ../nbs/12_slowvae.ipynb #94f0d3b2
 def _seeds(seed: int) -> list[int]:
     """Independent 63-bit seeds for model init, pairs and noise, derived from one seed."""
     return [int(s) for s in np.random.SeedSequence(seed).generate_state(3, dtype=np.uint64) >> np.uint64(1)]
@@ -393,7 +393,7 @@ def _build(config: SlowVAEConfig, device: torch.device) -> dict:
     return {"model": model, "optimizer": optimizer, "sampler": sampler, "noise": noise, "step": 0,
             "dataset": DSprites(device=device, cache=config.cache)}
 
-# %% ../nbs/12_slowvae.ipynb #e6aa15b2
+# %% ../nbs/12_slowvae.ipynb #64cd9da1
 def _setup(config: SlowVAEConfig, device: torch.device, folder: Path) -> dict:
     """The run's pieces, restored from `folder`'s checkpoint when resuming."""
     run = _build(config, device)
@@ -412,7 +412,7 @@ def _setup(config: SlowVAEConfig, device: torch.device, folder: Path) -> dict:
     _truncate_log(folder / LOG_NAME, state["step"])
     return run
 
-# %% ../nbs/12_slowvae.ipynb #d9cb92ad
+# %% ../nbs/12_slowvae.ipynb #cd613bb4
 def _truncate_log(path: Path, step: int):
     """Drop log rows after `step` (they belong to steps that will be run again)."""
     if path.exists():
@@ -425,7 +425,7 @@ def _append_log(path: Path, step: int, values: dict[str, float]):
     rows = pd.DataFrame({"step": step, "metric": list(values), "value": [float(v) for v in values.values()]})
     rows.to_csv(path, mode="a", header=not path.exists(), index=False)
 
-# %% ../nbs/12_slowvae.ipynb #11058106
+# %% ../nbs/12_slowvae.ipynb #05cff29e
 LOSS_TERMS = ("loss", "recon", "kl_normal", "kl_laplace", "entropy", "ce_normal", "ce_laplace")
 
 
@@ -441,7 +441,7 @@ def _make_loss(model: VAE, config: SlowVAEConfig, amp: bool, compile: bool):
 
     return torch.compile(loss_fn) if compile else loss_fn
 
-# %% ../nbs/12_slowvae.ipynb #e00a3bbe
+# %% ../nbs/12_slowvae.ipynb #76951fad
 def _train_step(run: dict, loss_fn, config: SlowVAEConfig) -> torch.Tensor:
     """One optimiser step on a fresh batch of pairs; returns the detached loss terms."""
     images, _ = pair_batch(run["dataset"], run["sampler"], config.batch_size // 2)
@@ -454,7 +454,7 @@ def _train_step(run: dict, loss_fn, config: SlowVAEConfig) -> torch.Tensor:
     run["optimizer"].step()
     return terms.detach()
 
-# %% ../nbs/12_slowvae.ipynb #62d4fcb7
+# %% ../nbs/12_slowvae.ipynb #157dd390
 def _evaluate_and_log(run: dict, ev: tuple, step: int, log_path: Path) -> dict:
     """Score the model on the evaluation set and append the scores to the log."""
     scores = evaluate(run["model"], *ev) if ev[0] is not None else {}
@@ -469,7 +469,7 @@ def _resolve(config: SlowVAEConfig, device: torch.device) -> tuple[bool, bool]:
     compile = config.compile if config.compile is not None else device.type == "cuda"
     return amp, compile
 
-# %% ../nbs/12_slowvae.ipynb #7eefb349
+# %% ../nbs/12_slowvae.ipynb #3acd467f
 def train(config: SlowVAEConfig | dict | None = None, **overrides) -> pd.DataFrame:
     """Train a SlowVAE (beta-VAE for gamma=0) on dSprites pairs; return the tidy log (step, metric, value)."""
     if not isinstance(config, SlowVAEConfig):
@@ -487,7 +487,7 @@ def train(config: SlowVAEConfig | dict | None = None, **overrides) -> pd.DataFra
     logs.attrs.update(output_dir=str(folder), checkpoint=str(folder / CHECKPOINT_NAME))
     return logs
 
-# %% ../nbs/12_slowvae.ipynb #37646fc6
+# %% ../nbs/12_slowvae.ipynb #47a0fa29
 def _loop(run: dict, loss_fn, config: SlowVAEConfig, ev: tuple, folder: Path):
     """The training loop proper (from the run's step to n_iterations)."""
     log_path, start, end = folder / LOG_NAME, run["step"], config.n_iterations
@@ -515,7 +515,7 @@ def _loop(run: dict, loss_fn, config: SlowVAEConfig, ev: tuple, folder: Path):
     if start == end == 0:
         _save(run, config, folder)
 
-# %% ../nbs/12_slowvae.ipynb #3ec2d460
+# %% ../nbs/12_slowvae.ipynb #a3ce8d11
 def _log_losses(means: torch.Tensor, step: int, speed: float, log_path: Path, bar):
     """Append the mean loss terms and the speed (it/s) since the last row; update the progress bar."""
     means = means.cpu().tolist()
@@ -528,7 +528,7 @@ def _save(run: dict, config: SlowVAEConfig, folder: Path):
     save_checkpoint(folder / CHECKPOINT_NAME, step=run["step"], config=config, model=run["model"],
                     optimizer=run["optimizer"], sampler=run["sampler"], noise=run["noise"])
 
-# %% ../nbs/12_slowvae.ipynb #4de58dda
+# %% ../nbs/12_slowvae.ipynb #2f38c03b
 def load_model(path, *, device=None) -> VAE:
     """The trained model of a checkpoint (or of a run folder), in eval mode on `device`."""
     state = load_checkpoint(path)
@@ -536,7 +536,7 @@ def load_model(path, *, device=None) -> VAE:
     model.load_state_dict(state["model"])
     return model.to(get_device(device)).eval()
 
-# %% ../nbs/12_slowvae.ipynb #ee6260ac
+# %% ../nbs/12_slowvae.ipynb #795c60b4
 @torch.no_grad()
 def _posterior(model: VAE, images, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Posterior means and log-variances (numpy) of `images`."""
@@ -552,7 +552,7 @@ def _decode_images(model: VAE, z: np.ndarray) -> np.ndarray:
     device = next(model.parameters()).device
     return torch.sigmoid(model.decode(torch.as_tensor(z, dtype=torch.float32, device=device)))[:, 0].float().cpu().numpy()
 
-# %% ../nbs/12_slowvae.ipynb #d215fd2e
+# %% ../nbs/12_slowvae.ipynb #02cfca0c
 def plot_reconstructions(model: VAE, images, *, n: int = 8) -> plt.Figure:
     """Input images (top row) and their reconstructions from the posterior means (bottom row)."""
     images = torch.as_tensor(images)[:n]
@@ -568,7 +568,7 @@ def plot_reconstructions(model: VAE, images, *, n: int = 8) -> plt.Figure:
     axes[1, 0].set_ylabel("recon.")
     return fig
 
-# %% ../nbs/12_slowvae.ipynb #4c85ba37
+# %% ../nbs/12_slowvae.ipynb #3affd7b1
 def plot_traversals(model: VAE, images, *, index: int = 0, n_steps: int = 9) -> plt.Figure:
     """Decoded sweeps of each latent (5%..95% quantile over `images`) around the code of `images[index]`."""
     mu, logvar = _posterior(model, images)
@@ -588,7 +588,7 @@ def plot_traversals(model: VAE, images, *, index: int = 0, n_steps: int = 9) -> 
         axes[row, 0].set_ylabel(f"z{d}\nKL {kl[d]:.1f}", rotation=0, ha="right", va="center", fontsize=8)
     return fig
 
-# %% ../nbs/12_slowvae.ipynb #c38d846e
+# %% ../nbs/12_slowvae.ipynb #f0114ab9
 def plot_logs(logs: pd.DataFrame) -> plt.Figure:
     """Loss terms (left) and MCC / MIG (right) against the training step, from a tidy log."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
@@ -605,7 +605,7 @@ def plot_logs(logs: pd.DataFrame) -> plt.Figure:
     fig.tight_layout()
     return fig
 
-# %% ../nbs/12_slowvae.ipynb #a6481205
+# %% ../nbs/12_slowvae.ipynb #b412e17c
 COMPARE_MODELS = {"SlowVAE": {"beta": 1.0, "gamma": 10.0}, "beta-VAE": {"beta": 8.0, "gamma": 0.0}}
 
 
@@ -625,7 +625,7 @@ def compare(seeds=(0, 1, 2), n_iterations: int = 300_000, *, device=None, output
     atomic_write(root / "compare.csv", lambda f: table.to_csv(f, index=False), mode="w")
     return table
 
-# %% ../nbs/12_slowvae.ipynb #fae1f6d2
+# %% ../nbs/12_slowvae.ipynb #e3025510
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard deviation of MCC and MIG per model, with the number of seeds."""
     return table.groupby("model", sort=False).agg(
@@ -646,7 +646,7 @@ def plot_comparison(table: pd.DataFrame) -> plt.Figure:
     fig.tight_layout()
     return fig
 
-# %% ../nbs/12_slowvae.ipynb #e4efa4f7
+# %% ../nbs/12_slowvae.ipynb #38c62467
 def _parser() -> argparse.ArgumentParser:
     """Command-line options: one per SlowVAEConfig field (values read as YAML scalars)."""
     parser = argparse.ArgumentParser(prog="python -m superpos.slowvae", description="Train SlowVAE / beta-VAE on dSprites pairs.")
@@ -662,7 +662,7 @@ def _parser() -> argparse.ArgumentParser:
                                      default=argparse.SUPPRESS, help=f"default: {f.default!r}")
     return parser
 
-# %% ../nbs/12_slowvae.ipynb #c1d0a054
+# %% ../nbs/12_slowvae.ipynb #f875285c
 def main(argv=None) -> int:
     """Entry point of `python -m superpos.slowvae`."""
     args = vars(_parser().parse_args(argv))

@@ -3,4 +3,3 @@ import os
 
 os.environ.setdefault("DANDI_NO_ET", "1")
 os.environ.setdefault("GEOMSTATS_BACKEND", "numpy")
-os.environ.setdefault("MPLBACKEND", "Agg")
