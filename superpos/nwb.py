@@ -8,7 +8,7 @@ __all__ = ['LAYOUTS', 'AREAS', 'DANDISETS', 'NWBLayout', 'write_synthetic_nwb', 
            'find_natural_scenes_sessions', 'AtomicDiskCache', 'open_remote_nwb', 'dandi_asset_url',
            'load_dandi_session', 'serve_file_locally']
 
-# %% ../nbs/13_nwb.ipynb #c879cb11
+# %% ../nbs/13_nwb.ipynb #4cbf171e
 import hashlib
 import os
 import re
@@ -29,7 +29,7 @@ import xarray as xr
 
 from .core import ConfigError, DataError, DownloadError, MissingFileError, atomic_write, cache_dir
 
-# %% ../nbs/13_nwb.ipynb #84086fe2
+# %% ../nbs/13_nwb.ipynb #d970643d
 @dataclass(frozen=True)
 class NWBLayout:
     """Where an NWB file keeps the responses, the stimulus presentations and the images."""
@@ -56,7 +56,7 @@ LAYOUTS = {
         image_column="frame", templates="stimulus/templates/natural_scenes_template", window=(0.0, 0.25)),
 }
 
-# %% ../nbs/13_nwb.ipynb #0fcf5832
+# %% ../nbs/13_nwb.ipynb #17fd3c64
 _TOP = {"processing": "processing", "intervals": "intervals", "acquisition": "acquisition",
         "analysis": "analysis", "scratch": "scratch"}
 
@@ -71,7 +71,7 @@ def _children(obj) -> dict:
             return value
     return {}
 
-# %% ../nbs/13_nwb.ipynb #e74f4c35
+# %% ../nbs/13_nwb.ipynb #a1820ffe
 def _resolve(nwbfile, path: str, what: str):
     """The object at `path` (e.g. `processing/ophys/DfOverF/DfOverF`) or a DataError naming what is missing."""
     parts = [p for p in path.strip("/").split("/") if p]
@@ -96,7 +96,7 @@ def _resolve(nwbfile, path: str, what: str):
         raise DataError(f"the file has no {what} table {path!r}: pass a layout=NWBLayout(...) that names this file's tables")
     return node
 
-# %% ../nbs/13_nwb.ipynb #c93f2472
+# %% ../nbs/13_nwb.ipynb #e0ff9d97
 def _feature_patterns(n_features: int, size: int) -> tuple[np.ndarray, list[str]]:
     """`n_features` gratings (orientation x spatial frequency) in [-1, 1], fixed phase."""
     yy, xx = np.mgrid[0:size, 0:size] / size
@@ -108,7 +108,7 @@ def _feature_patterns(n_features: int, size: int) -> tuple[np.ndarray, list[str]
         names.append(f"grating {np.degrees(theta):.0f} deg, {cycles:.0f} cycles")
     return np.stack(patterns), names
 
-# %% ../nbs/13_nwb.ipynb #2d3899b9
+# %% ../nbs/13_nwb.ipynb #74f9e086
 def _planted_mixing(n_neurons: int, n_features: int, n_single: int, rng: np.random.Generator) -> np.ndarray:
     """Mixing matrix (neurons x features), rows sum to 1: `n_single` one-hot rows, the rest mix 2-3 features."""
     mixing = np.zeros((n_neurons, n_features))
@@ -120,7 +120,7 @@ def _planted_mixing(n_neurons: int, n_features: int, n_single: int, rng: np.rand
         mixing[i, chosen] = rng.dirichlet(np.full(len(chosen), 2.0))
     return mixing
 
-# %% ../nbs/13_nwb.ipynb #5a997f1e
+# %% ../nbs/13_nwb.ipynb #13b612db
 def _planted_images(n_images: int, n_features: int, size: int, rng: np.random.Generator, color: bool):
     """Feature strengths (images x features), uint8 images and feature names."""
     patterns, names = _feature_patterns(n_features, size)
@@ -135,14 +135,14 @@ def _planted_images(n_images: int, n_features: int, size: int, rng: np.random.Ge
         images = 0.5 + 0.5 * mix
     return features, np.round(np.clip(images, 0, 1) * 255).astype(np.uint8), names
 
-# %% ../nbs/13_nwb.ipynb #42da6bc0
+# %% ../nbs/13_nwb.ipynb #bc04d768
 def _presentation_schedule(n_images, n_repeats, n_blank, rng, duration=0.25, start=1.0):
     """Image index per presentation (-1 = blank) in random order, and onsets (s)."""
     order = np.concatenate([np.repeat(np.arange(n_images), n_repeats), np.full(n_blank, -1)])
     order = rng.permutation(order)
     return order, start + duration * np.arange(len(order))
 
-# %% ../nbs/13_nwb.ipynb #066d315a
+# %% ../nbs/13_nwb.ipynb #a459f4c2
 def _base_nwbfile(session_id: str, description: str):
     from pynwb import NWBFile
     from pynwb.file import Subject
@@ -151,7 +151,7 @@ def _base_nwbfile(session_id: str, description: str):
                    institution="superpos (synthetic)",
                    subject=Subject(subject_id="synthetic-mouse", species="Mus musculus", sex="U", age="P90D"))
 
-# %% ../nbs/13_nwb.ipynb #6b7fceb5
+# %% ../nbs/13_nwb.ipynb #9473bc1b
 def _add_templates(nwbfile, images: np.ndarray, prefix: str, ordered: bool = True):
     """Stimulus templates named prefix0, prefix1, ... in an Images container (with `order_of_images` if `ordered`)."""
     from pynwb.base import ImageReferences, Images
@@ -163,7 +163,7 @@ def _add_templates(nwbfile, images: np.ndarray, prefix: str, ordered: bool = Tru
     nwbfile.add_stimulus_template(container)
     return container
 
-# %% ../nbs/13_nwb.ipynb #7f95939c
+# %% ../nbs/13_nwb.ipynb #351417ec
 def _write_two_photon(nwbfile, rates, order, onsets, rng, noise, blank_code, templates, frame_rate=30.0):
     """A DfOverF RoiResponseSeries and a natural_scenes_stimulus IndexSeries."""
     from pynwb.image import IndexSeries
@@ -196,7 +196,7 @@ def _write_two_photon(nwbfile, rates, order, onsets, rng, noise, blank_code, tem
     nwbfile.add_stimulus(IndexSeries(name="natural_scenes_stimulus", data=index, unit="N/A",
                                      indexed_images=templates, timestamps=onsets))
 
-# %% ../nbs/13_nwb.ipynb #2a9cc40f
+# %% ../nbs/13_nwb.ipynb #f3f89017
 AREAS = ("VISp", "VISl", "VISal", "VISpm", "LGd")
 
 
@@ -227,7 +227,7 @@ def _write_neuropixels(nwbfile, rates, order, onsets, rng, base_rate, gain, dura
                            frame=float(index), stimulus_name="natural_scenes")
     nwbfile.add_time_intervals(table)
 
-# %% ../nbs/13_nwb.ipynb #c5093bdc
+# %% ../nbs/13_nwb.ipynb #b135434b
 def write_synthetic_nwb(path: str | Path, layout: str = "two_photon", *, n_images: int = 48, n_repeats: int = 10,
                         n_neurons: int = 24, n_features: int = 6, n_single: int = 6, image_size: int = 32,
                         n_blank: int = 10, noise: float = 0.3, gain: float = 20.0, base_rate: float = 2.0,
@@ -271,7 +271,7 @@ def write_synthetic_nwb(path: str | Path, layout: str = "two_photon", *, n_image
     return dict(mixing=mixing, features=features, feature_names=names, images=pictures, rates=rates,
                 order=order, onsets=onsets, path=path, layout=layout)
 
-# %% ../nbs/13_nwb.ipynb #26e421d0
+# %% ../nbs/13_nwb.ipynb #c0c5d282
 @contextmanager
 def open_nwb(source):
     """Open an NWB file (path or file-like object) read-only; yields the pynwb `NWBFile`."""
@@ -297,7 +297,7 @@ def open_nwb(source):
         io.close()
         h5.close()
 
-# %% ../nbs/13_nwb.ipynb #435a9a60
+# %% ../nbs/13_nwb.ipynb #e774f3aa
 def _presentations(nwbfile, layout: NWBLayout) -> tuple[np.ndarray, np.ndarray, object]:
     """Image index per presentation (int64, -1 = blank), onsets (s), and the linked Images (or None)."""
     table = _resolve(nwbfile, layout.presentations, "stimulus presentations")
@@ -318,7 +318,7 @@ def _presentations(nwbfile, layout: NWBLayout) -> tuple[np.ndarray, np.ndarray, 
     blank = (index < 0) | (index == layout.blank_index) | (index == layout.blank_index % 2**32)
     return np.where(blank, -1, index).astype(np.int64), onsets.astype(np.float64), linked
 
-# %% ../nbs/13_nwb.ipynb #95d071f2
+# %% ../nbs/13_nwb.ipynb #b7739748
 def _timestamps(series, what: str) -> np.ndarray:
     """Timestamps of a TimeSeries, from `timestamps` or `starting_time` + `rate`."""
     if series.timestamps is not None:
@@ -327,7 +327,7 @@ def _timestamps(series, what: str) -> np.ndarray:
         raise DataError(f"the {what} series {series.name!r} has neither timestamps nor a rate")
     return (series.starting_time or 0.0) + np.arange(len(series.data)) / series.rate
 
-# %% ../nbs/13_nwb.ipynb #3b0f6746
+# %% ../nbs/13_nwb.ipynb #f7c30fdf
 def _suffix(name: str) -> int:
     match = re.search(r"(\d+)$", name)
     if match is None:
@@ -335,7 +335,7 @@ def _suffix(name: str) -> int:
                         "store an order_of_images in the Images container")
     return int(match.group(1))
 
-# %% ../nbs/13_nwb.ipynb #8a3ab4f6
+# %% ../nbs/13_nwb.ipynb #592c463c
 def _template_images(container, *, pixels: bool = True, prefix: str = "NaturalScene"):
     """Names and uint8 pixels (N x H x W [x C], or None) of an Images container or an ImageSeries, in index order."""
     if not hasattr(container, "images"):  # an ImageSeries: one frame per image index
@@ -359,7 +359,7 @@ def _template_images(container, *, pixels: bool = True, prefix: str = "NaturalSc
         raise DataError(f"template images have different shapes {sorted(shapes)[:3]}: resize them to one shape")
     return names, _as_uint8(np.stack(arrays))
 
-# %% ../nbs/13_nwb.ipynb #42c09a3a
+# %% ../nbs/13_nwb.ipynb #b978902d
 def _as_uint8(pixels: np.ndarray) -> np.ndarray:
     """uint8 pixels from uint8, [0, 1] floats or [0, 255] numbers."""
     if pixels.dtype == np.uint8:
@@ -367,7 +367,7 @@ def _as_uint8(pixels: np.ndarray) -> np.ndarray:
     scale = 255.0 if pixels.max() <= 1.0 else 1.0
     return np.clip(np.round(pixels * scale), 0, 255).astype(np.uint8)
 
-# %% ../nbs/13_nwb.ipynb #680ba771
+# %% ../nbs/13_nwb.ipynb #4c2d6975
 def _trace_windows(series, onsets: np.ndarray, window, neurons: np.ndarray) -> np.ndarray:
     """Mean of a (frames x neurons) series over `window` after each onset (presentations x neurons)."""
     times = _timestamps(series, "response")
@@ -386,7 +386,7 @@ def _trace_windows(series, onsets: np.ndarray, window, neurons: np.ndarray) -> n
     cumulative = np.vstack([np.zeros((1, block.shape[1])), np.cumsum(block, axis=0)])
     return (cumulative[stop - first] - cumulative[start - first]) / (stop - start)[:, None]
 
-# %% ../nbs/13_nwb.ipynb #90ecada6
+# %% ../nbs/13_nwb.ipynb #aa359510
 def _spike_windows(units, onsets: np.ndarray, window, neurons: np.ndarray) -> np.ndarray:
     """Spike counts of the given units in `window` after each onset (presentations x units)."""
     if "spike_times" not in units.colnames:
@@ -400,7 +400,7 @@ def _spike_windows(units, onsets: np.ndarray, window, neurons: np.ndarray) -> np
         counts[:, j] = np.searchsorted(spikes, onsets + window[1]) - np.searchsorted(spikes, onsets + window[0])
     return counts
 
-# %% ../nbs/13_nwb.ipynb #5a17bee3
+# %% ../nbs/13_nwb.ipynb #6c0d224b
 def _window_responses(source, onsets, window, baseline, neurons) -> np.ndarray:
     """Window responses (presentations x neurons), baseline-corrected if `baseline` is given."""
     compute = _spike_windows if hasattr(source, "colnames") else _trace_windows
@@ -411,7 +411,7 @@ def _window_responses(source, onsets, window, baseline, neurons) -> np.ndarray:
         responses = responses - scale * before
     return responses
 
-# %% ../nbs/13_nwb.ipynb #0d2ef146
+# %% ../nbs/13_nwb.ipynb #eeedf21f
 def _roi_metadata(series) -> pd.DataFrame:
     """cell_id, area, depth of the ROIs of a RoiResponseSeries, in column order."""
     rois = getattr(series, "rois", None)
@@ -432,7 +432,7 @@ def _roi_metadata(series) -> pd.DataFrame:
         depth = np.full(n, float(match.group(1)) if match else np.nan)
     return pd.DataFrame({"cell_id": np.asarray(table.id.data[:])[rows], "area": area, "depth": depth})
 
-# %% ../nbs/13_nwb.ipynb #0b8467b8
+# %% ../nbs/13_nwb.ipynb #2978e38c
 def _unit_metadata(nwbfile, units, layout: NWBLayout) -> pd.DataFrame:
     """cell_id, area, depth of every unit, through its peak channel's electrode."""
     ids = np.asarray(units.id.data[:])
@@ -456,7 +456,7 @@ def _unit_metadata(nwbfile, units, layout: NWBLayout) -> pd.DataFrame:
         meta["depth"] = np.asarray(electrodes[layout.depth_column].data[:], dtype=float)[rows]
     return meta
 
-# %% ../nbs/13_nwb.ipynb #6d8bdde2
+# %% ../nbs/13_nwb.ipynb #88ae1ce0
 def detect_layout(nwbfile) -> NWBLayout:
     """The known layout whose response and presentation tables this file has."""
     for layout in LAYOUTS.values():
@@ -471,7 +471,7 @@ def detect_layout(nwbfile) -> NWBLayout:
         f"; it has processing {sorted(nwbfile.processing)}, intervals {sorted(nwbfile.intervals or {})}, "
         f"stimulus {sorted(nwbfile.stimulus)}): pass layout=NWBLayout(responses=..., presentations=...)")
 
-# %% ../nbs/13_nwb.ipynb #d9fb07e2
+# %% ../nbs/13_nwb.ipynb #89312b2d
 def _as_layout(layout, nwbfile) -> NWBLayout:
     if layout is None:
         return detect_layout(nwbfile)
@@ -483,7 +483,7 @@ def _as_layout(layout, nwbfile) -> NWBLayout:
         raise ConfigError(f"layout must be a name, an NWBLayout or None, got {type(layout).__name__}")
     return layout
 
-# %% ../nbs/13_nwb.ipynb #57b5519c
+# %% ../nbs/13_nwb.ipynb #bc519120
 def _check_window(window, name="window") -> tuple[float, float]:
     try:
         start, stop = (float(w) for w in window)
@@ -493,7 +493,7 @@ def _check_window(window, name="window") -> tuple[float, float]:
         raise ConfigError(f"{name} must have stop > start, got {window!r}")
     return start, stop
 
-# %% ../nbs/13_nwb.ipynb #c9108dde
+# %% ../nbs/13_nwb.ipynb #688a19f1
 def _session_attrs(nwbfile, layout, window, baseline, source) -> dict:
     """Session metadata (strings and numbers only, so that the dataset saves to netCDF)."""
     subject = nwbfile.subject
@@ -506,7 +506,7 @@ def _session_attrs(nwbfile, layout, window, baseline, source) -> dict:
         attrs[key] = str(getattr(subject, key, "") or "") if subject is not None else ""
     return attrs
 
-# %% ../nbs/13_nwb.ipynb #9a2882d8
+# %% ../nbs/13_nwb.ipynb #01938d7a
 def _blank_report(index: np.ndarray, n_images: int, layout: NWBLayout) -> list[int]:
     """Images presented far more often than the median image (blanks cast to an image index?)."""
     counts = np.bincount(index[index >= 0], minlength=n_images)
@@ -518,7 +518,7 @@ def _blank_report(index: np.ndarray, n_images: int, layout: NWBLayout) -> list[i
                       stacklevel=3)
     return suspects
 
-# %% ../nbs/13_nwb.ipynb #e97f7c9a
+# %% ../nbs/13_nwb.ipynb #d0148e7c
 def _read_session(nwbfile, layout, window, baseline, images, areas, source) -> xr.Dataset:
     """The Dataset of one open NWB file (see `load_nwb`)."""
     index, onsets, linked = _presentations(nwbfile, layout)
@@ -549,7 +549,7 @@ def _read_session(nwbfile, layout, window, baseline, images, areas, source) -> x
                      _session_attrs(nwbfile, layout, window, baseline, source) | dict(
                          n_blank=int((index < 0).sum()), overrepresented_images=suspects))
 
-# %% ../nbs/13_nwb.ipynb #a3a769ff
+# %% ../nbs/13_nwb.ipynb #6aa8446f
 def _assemble(per_trial, index, onsets, names, pixels, meta, attrs) -> xr.Dataset:
     """Build the session Dataset from per-presentation responses."""
     names = np.asarray(names, dtype=str)
@@ -579,7 +579,7 @@ def _assemble(per_trial, index, onsets, names, pixels, meta, attrs) -> xr.Datase
               "onset": ("presentation", onsets), "trial": ("presentation", trial)}
     return xr.Dataset(data, coords=coords, attrs=attrs)
 
-# %% ../nbs/13_nwb.ipynb #92180ea2
+# %% ../nbs/13_nwb.ipynb #5fa38ad1
 def load_nwb(source, *, layout: str | NWBLayout | None = None, window=None, baseline=None,
              images: bool = True, areas=None) -> xr.Dataset:
     """Stimulus responses of one NWB session as an xarray Dataset.
@@ -594,7 +594,7 @@ def load_nwb(source, *, layout: str | NWBLayout | None = None, window=None, base
         ds = _load_open(nwbfile, layout, window, baseline, images, areas, source, local=True)
     return ds
 
-# %% ../nbs/13_nwb.ipynb #615cbc74
+# %% ../nbs/13_nwb.ipynb #a62acd9a
 def _load_open(nwbfile, layout, window, baseline, images, areas, source, *, local: bool) -> xr.Dataset:
     """`load_nwb` on an open file; read errors of a `local` file mean it is damaged (remote: retried by the caller)."""
     layout = _as_layout(layout, nwbfile)
@@ -608,7 +608,7 @@ def _load_open(nwbfile, layout, window, baseline, images, areas, source, *, loca
         raise DataError(f"reading the NWB file failed ({type(err).__name__}: {err}): "
                         "it is truncated or corrupt; download or write it again") from err
 
-# %% ../nbs/13_nwb.ipynb #e739d747
+# %% ../nbs/13_nwb.ipynb #540a62dd
 def split_halves(ds: xr.Dataset, *, random_state: int | np.random.Generator = 0) -> tuple[xr.DataArray, xr.DataArray]:
     """Two trial-averaged response arrays (stimulus x neuron), each from a random half of every image's repeats."""
     rng = np.random.default_rng(random_state)
@@ -624,14 +624,14 @@ def split_halves(ds: xr.Dataset, *, random_state: int | np.random.Generator = 0)
     template = ds.responses
     return tuple(template.copy(data=h) for h in halves)
 
-# %% ../nbs/13_nwb.ipynb #5c467cc4
+# %% ../nbs/13_nwb.ipynb #ba992f56
 def _column_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pearson correlation of matching columns of two (stimulus x k) arrays (NaN for constant columns)."""
     a, b = a - a.mean(0), b - b.mean(0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return (a * b).sum(0) / np.sqrt((a * a).sum(0) * (b * b).sum(0))
 
-# %% ../nbs/13_nwb.ipynb #c8c2983b
+# %% ../nbs/13_nwb.ipynb #b4908f05
 def split_half_reliability(ds: xr.Dataset, *, n_splits: int = 20, random_state: int = 0, transform=None,
                            spearman_brown: bool = True) -> xr.DataArray:
     """Split-half reliability of every neuron (or of the columns of `transform(half)`).
@@ -657,7 +657,7 @@ def split_half_reliability(ds: xr.Dataset, *, n_splits: int = 20, random_state: 
         return xr.DataArray(r, dims=("column",), name="reliability")
     return first.isel(stimulus=0, drop=True).copy(data=r).rename("reliability")
 
-# %% ../nbs/13_nwb.ipynb #929a6980
+# %% ../nbs/13_nwb.ipynb #5be9023f
 def to_stimulus_set(ds: xr.Dataset, *, size: int | tuple[int, int] | None = None, name: str | None = None):
     """The dataset's images as a `StimulusSet` (ids = the `stimulus` coordinate), resized to `size` if given.
 
@@ -679,7 +679,7 @@ def to_stimulus_set(ds: xr.Dataset, *, size: int | tuple[int, int] | None = None
     return StimulusSet(images.to(torch.uint8).contiguous(), ds.stimulus.values, np.full(ds.sizes["stimulus"], source),
                        name=name or f"session {ds.attrs.get('session_id', '')}")
 
-# %% ../nbs/13_nwb.ipynb #5d5318a6
+# %% ../nbs/13_nwb.ipynb #c1a0c156
 def attach_images(ds: xr.Dataset, other: xr.Dataset) -> xr.Dataset:
     """`ds` with the `images` of `other`, matched by stimulus id."""
     if "images" not in other:
@@ -690,7 +690,7 @@ def attach_images(ds: xr.Dataset, other: xr.Dataset) -> xr.Dataset:
                         "the two sessions did not show the same images")
     return ds.assign(images=other.images.sel(stimulus=ds.stimulus.values))
 
-# %% ../nbs/13_nwb.ipynb #ad0c3b95
+# %% ../nbs/13_nwb.ipynb #bb97e5ce
 def planted_truth(path: str | Path) -> dict:
     """The planted `mixing`, `features` and `feature_names` stored in a synthetic file."""
     with open_nwb(path) as nwbfile:
@@ -701,7 +701,7 @@ def planted_truth(path: str | Path) -> dict:
         truth["feature_names"] = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
         return truth
 
-# %% ../nbs/13_nwb.ipynb #3b4a42a1
+# %% ../nbs/13_nwb.ipynb #26fcd24e
 DANDISETS = {
     "000728": dict(layout="two_photon", version="0.240827.1809", pattern=r"StimB_behavior\+image\+ophys\.nwb$"),
     "000021": dict(layout="neuropixels", version=None, pattern=r"^sub-\d+/sub-\d+_ses-\d+\.nwb$"),
@@ -714,13 +714,13 @@ def _dandi_client():
     from dandi.dandiapi import DandiAPIClient
     return DandiAPIClient()
 
-# %% ../nbs/13_nwb.ipynb #1eb1e96d
+# %% ../nbs/13_nwb.ipynb #cd921e51
 def _is_missing(err: Exception) -> bool:
     """Whether an error means 'does not exist' (not worth retrying)."""
     status = getattr(getattr(err, "response", None), "status_code", None)
     return type(err).__name__ in ("NotFoundError", "HTTP404Error", "_PermanentHTTPError") or status in (401, 403, 404)
 
-# %% ../nbs/13_nwb.ipynb #b541e7cf
+# %% ../nbs/13_nwb.ipynb #66dc16d6
 def _retry(action, what: str, *, retries: int = 3, wait: float = 2.0):
     """`action()`, retried on network errors; a DownloadError saying what failed after `retries` attempts."""
     last = None
@@ -740,7 +740,7 @@ def _retry(action, what: str, *, retries: int = 3, wait: float = 2.0):
                         "connection and https://www.dandiarchive.org status, then try again "
                         "(or download the file and use load_nwb on the local path)") from last
 
-# %% ../nbs/13_nwb.ipynb #bf470bbf
+# %% ../nbs/13_nwb.ipynb #f96aa889
 def find_natural_scenes_sessions(dandiset_id: str, *, version: str | None = None, pattern: str | None = None,
                                  layout: str | None = None, retries: int = 3) -> pd.DataFrame:
     """The natural-scenes sessions of a dandiset (from asset paths matching `pattern`)."""
@@ -767,7 +767,7 @@ def find_natural_scenes_sessions(dandiset_id: str, *, version: str | None = None
                              layout=layout, dandiset=dandiset_id, version=version or ""))
     return pd.DataFrame(rows, columns=["session_id", "subject_id", "path", "size", "layout", "dandiset", "version"])
 
-# %% ../nbs/13_nwb.ipynb #8ca9f54d
+# %% ../nbs/13_nwb.ipynb #2420c605
 class AtomicDiskCache(remfile.DiskCache):
     """remfile's on-disk chunk cache, with every chunk written atomically (never half-written)."""
 
@@ -775,7 +775,7 @@ class AtomicDiskCache(remfile.DiskCache):
         digest = hashlib.sha1(key.encode("utf-8")).hexdigest()  # the same layout as remfile.DiskCache.get
         atomic_write(Path(self._dirname, digest[0:2], digest[2:4], digest[4:6], digest), lambda f: f.write(value))
 
-# %% ../nbs/13_nwb.ipynb #47cfc358
+# %% ../nbs/13_nwb.ipynb #90a026ea
 @contextmanager
 def open_remote_nwb(url: str, *, cache: bool = True):
     """Stream an NWB file from a URL with remfile (+ the on-disk cache); yields the pynwb `NWBFile`."""
@@ -794,7 +794,7 @@ def open_remote_nwb(url: str, *, cache: bool = True):
     finally:
         remote.close()
 
-# %% ../nbs/13_nwb.ipynb #b1990d38
+# %% ../nbs/13_nwb.ipynb #2be35067
 def dandi_asset_url(dandiset_id: str, path: str, *, version: str | None = None, retries: int = 3) -> str:
     """The S3 URL of a dandiset asset (redirects followed, query stripped)."""
     def url():
@@ -802,7 +802,7 @@ def dandi_asset_url(dandiset_id: str, path: str, *, version: str | None = None, 
         return dandiset.get_asset_by_path(path).get_content_url(follow_redirects=1, strip_query=True)
     return _retry(url, f"finding the URL of {path} in dandiset {dandiset_id}", retries=retries)
 
-# %% ../nbs/13_nwb.ipynb #c9eb86f2
+# %% ../nbs/13_nwb.ipynb #492b8a72
 def load_dandi_session(dandiset_id: str, session_id: str | int, *, version: str | None = None,
                        layout: str | NWBLayout | None = None, window=None, baseline=None, images: bool = True,
                        areas=None, cache: bool = True, retries: int = 3) -> xr.Dataset:
@@ -825,7 +825,7 @@ def load_dandi_session(dandiset_id: str, session_id: str | int, *, version: str 
     ds.attrs.update(source=url, dandiset=row.dandiset, dandiset_version=version or "", asset_path=row.path)
     return ds
 
-# %% ../nbs/13_nwb.ipynb #cfacbdc8
+# %% ../nbs/13_nwb.ipynb #dcffd685
 @contextmanager
 def serve_file_locally(path: str | Path):
     """Serve one file over HTTP on localhost with byte-range support (offline tests of the streaming path)."""
@@ -841,12 +841,21 @@ def serve_file_locally(path: str | Path):
             self.send_response(206 if match else 200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client closed the connection early (e.g. it read only a header block)
 
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class QuietServer(http.server.ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request, client_address):
+            """Clients that hang up early are normal for a range-reading client: no traceback."""
+
+    server = QuietServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
