@@ -6,7 +6,7 @@
 __all__ = ['OVERCOMPLETE_METHODS', 'MEASURES', 'load_stimuli', 'n_directions_for', 'top_source_fraction', 'source_balanced_index',
            'participation_ratio', 'score_responses', 'bootstrap_mean_difference', 'compare_methods', 'cnn_analysis']
 
-# %% ../nbs/09_cnn_analysis.ipynb #1dd07437
+# %% ../nbs/09_cnn_analysis.ipynb #77ef643c
 import numpy as np
 import pandas as pd
 import torch
@@ -14,13 +14,13 @@ import xarray as xr
 from scipy import stats
 
 from .activations import default_layers, extract, load_model
-from .core import ConfigError, DataError, as_list, seed_everything
+from .core import ConfigError, as_list, seed_everything
 from .directions import make_direction_finder
 from .images import StimulusSet, cifar10, image_folder, natural_stimuli
-from .interpretability import interpretability_index, mis, psychophysics_2afc
+from .interpretability import _response_dim, interpretability_index, mis, psychophysics_2afc
 from .similarity import similarity_matrix
 
-# %% ../nbs/09_cnn_analysis.ipynb #18c48bae
+# %% ../nbs/09_cnn_analysis.ipynb #a02496a2
 def load_stimuli(dataset: str, n: int, size: int, *, seed: int = 0, download: bool = False) -> StimulusSet:
     """The stimulus set named by an analysis's `dataset` parameter."""
     if dataset == "natural":
@@ -32,7 +32,7 @@ def load_stimuli(dataset: str, n: int, size: int, *, seed: int = 0, download: bo
         return image_folder(dataset, size, n=n, seed=seed)
     raise ConfigError(f"dataset {dataset!r} is neither 'natural', 'cifar10' nor an existing image folder")
 
-# %% ../nbs/09_cnn_analysis.ipynb #f997e597
+# %% ../nbs/09_cnn_analysis.ipynb #5118d423
 OVERCOMPLETE_METHODS = ("kmeans", "spherical_kmeans", "sae", "nmf")
 
 def n_directions_for(method: str, k_multiple: float, width: int, n_fit: int) -> int:
@@ -42,14 +42,7 @@ def n_directions_for(method: str, k_multiple: float, width: int, n_fit: int) -> 
         k = min(k, width)
     return min(k, n_fit)
 
-# %% ../nbs/09_cnn_analysis.ipynb #e1d24895
-def _response_dim(responses: xr.DataArray) -> str:
-    others = [d for d in responses.dims if d != "stimulus"]
-    if "stimulus" not in responses.dims or len(others) != 1:
-        raise DataError(f"responses need dims ('stimulus', <unit|neuron|direction>), got {responses.dims}")
-    return others[0]
-
-
+# %% ../nbs/09_cnn_analysis.ipynb #59462c5c
 def top_source_fraction(responses: xr.DataArray, sources, k: int = 5) -> xr.DataArray:
     """Per unit, the fraction of its top-k stimuli that come from its most common source."""
     dim = _response_dim(responses)
@@ -58,7 +51,7 @@ def top_source_fraction(responses: xr.DataArray, sources, k: int = 5) -> xr.Data
     counts = np.stack([(codes[top] == c).sum(0) for c in np.unique(codes)])
     return xr.DataArray(counts.max(0) / k, dims=dim, coords={dim: responses[dim].values}, name="top_source_fraction")
 
-# %% ../nbs/09_cnn_analysis.ipynb #12266def
+# %% ../nbs/09_cnn_analysis.ipynb #e114fc49
 def source_balanced_index(responses: xr.DataArray, gram: xr.DataArray, sources, k: int = 5) -> xr.DataArray:
     """II on each unit's top-k stimuli drawn from k different sources (NaN if fewer than k sources)."""
     dim = _response_dim(responses)
@@ -78,13 +71,13 @@ def source_balanced_index(responses: xr.DataArray, gram: xr.DataArray, sources, 
     score = (block.sum((0, 1)) - np.trace(block)) / (k * (k - 1))
     return xr.DataArray(score, dims=dim, coords={dim: responses[dim].values}, name="source_balanced_score")
 
-# %% ../nbs/09_cnn_analysis.ipynb #30dc1d88
+# %% ../nbs/09_cnn_analysis.ipynb #f0ee7c22
 def participation_ratio(components) -> np.ndarray:
     """Effective number of units each direction (row) loads on."""
     w2 = np.asarray(components, dtype=float) ** 2
     return w2.sum(1) ** 2 / (w2 ** 2).sum(1)
 
-# %% ../nbs/09_cnn_analysis.ipynb #c9cf4e93
+# %% ../nbs/09_cnn_analysis.ipynb #5dc1063c
 MEASURES = ("ii", "2afc", "mis")
 
 def score_responses(responses: xr.DataArray, gram: xr.DataArray, measures=("ii",), *, k: int = 5,
@@ -108,7 +101,7 @@ def score_responses(responses: xr.DataArray, gram: xr.DataArray, measures=("ii",
                                     "baseline": baseline}))
     return pd.concat(tables, ignore_index=True)
 
-# %% ../nbs/09_cnn_analysis.ipynb #738c15cc
+# %% ../nbs/09_cnn_analysis.ipynb #35883bff
 def bootstrap_mean_difference(a, b, *, n_boot: int = 2000, ci: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
     """Difference of means a - b with a percentile bootstrap interval (resampling each group)."""
     a, b = np.asarray(a, float), np.asarray(b, float)
@@ -136,7 +129,7 @@ def compare_methods(scores: pd.DataFrame, *, reference: str = "units", by=("weig
                          "ci_low": low, "ci_high": high, "p_value": p, "n": len(values), "n_reference": len(ref)})
     return pd.DataFrame(rows)
 
-# %% ../nbs/09_cnn_analysis.ipynb #89a3f5a1
+# %% ../nbs/09_cnn_analysis.ipynb #b63a28b6
 def _fit_directions(method, n_directions, fit, held_out, seed, device):
     finder = make_direction_finder(method, n_directions, random_state=seed, device=device)
     finder.fit(fit)
@@ -151,7 +144,7 @@ def _live(responses: xr.DataArray) -> xr.DataArray:
     spread = responses.std("stimulus").values
     return responses.isel({dim: np.flatnonzero(np.isfinite(spread) & (spread > 1e-8 * (1 + np.abs(responses).max().item())))})
 
-# %% ../nbs/09_cnn_analysis.ipynb #951ebd4c
+# %% ../nbs/09_cnn_analysis.ipynb #447fcd52
 def cnn_analysis(model="efficientnet_lite0", *, stimuli: StimulusSet, weights=("pretrained", "untrained"),
                  checkpoint=None, layers=None, methods=("units", "kmeans", "pca", "rotation"), k_multiples=(1.0,),
                  similarity="perceptual", measures=("ii",), k: int = 5, n_trials: int = 20, seeds=(0,),
@@ -202,8 +195,7 @@ def cnn_analysis(model="efficientnet_lite0", *, stimuli: StimulusSet, weights=("
                             continue
                         table = score_responses(live, gram, measures, k=k, n_trials=n_trials, n_boot=n_boot,
                                                 seed=seed, device=device)
-                        keep = np.isin(np.arange(responses.sizes[dim]), np.flatnonzero(np.isin(responses[dim].values, live[dim].values)))
-                        pr = participation_ratio(comp)[keep]
+                        pr = participation_ratio(comp)[np.isin(responses[dim].values, live[dim].values)]
                         extra = pd.DataFrame({"index": live[dim].values,
                                               "top_source_fraction": top_source_fraction(live, held.select_ids(live.stimulus.values).sources, k).values,
                                               "source_balanced_score": source_balanced_index(live, gram, held.sources, k).values,
