@@ -16,8 +16,11 @@ The reference keeps the 737,280 images as a float32 array (12 GB); here they are
 microseconds per image and only makes the reference faster.
 
 superpos runs `superpos.slowvae.train` at its defaults for the device (CPU: fp32, channels-last, no
-compile; CUDA: bfloat16 autocast and torch.compile), with evaluation off. Rounds alternate between the
-two so that both see the same machine load; the median round is reported.
+compile; CUDA: bfloat16 autocast and torch.compile), with evaluation off. On a CPU with native bfloat16
+(AVX512-BF16 or AMX) the device default is bfloat16 autocast, channels-last, no compile; elsewhere fp32.
+Rounds alternate between the two loops (and which goes first) so that both see the same machine load;
+the speed-up is the median of the per-round ratios, which is robust to the load of a shared machine
+changing between rounds.
 
     python benchmarks/slowvae.py                 # CPU (2 cores here)
     python benchmarks/slowvae.py --device cuda   # GPU
@@ -231,11 +234,11 @@ def reference_round(solver, loader, warmup: int, iterations: int) -> float:
 # ---------------------------------------------------------------------------- superpos
 
 
-def superpos_round(device, warmup: int, iterations: int, seed: int) -> float:
+def superpos_round(device, warmup: int, iterations: int, seed: int, amp: bool | None = None) -> float:
     """Iterations/s of superpos.slowvae.train over `iterations` steps after `warmup` (device defaults)."""
     with tempfile.TemporaryDirectory() as folder:
         logs = slowvae.train(n_iterations=warmup + iterations, log_every=warmup, eval_samples=0, checkpoint_every=0,
-                             device=str(device), output_dir=folder, progress=False, seed=seed)
+                             device=str(device), output_dir=folder, progress=False, seed=seed, amp=amp)
     rows = logs[(logs.metric == "it_per_s") & (logs.step > warmup)].sort_values("step")
     steps = np.diff(np.r_[warmup, rows.step.to_numpy()])
     return steps.sum() / (steps / rows.value.to_numpy()).sum()
@@ -247,15 +250,15 @@ def superpos_round(device, warmup: int, iterations: int, seed: int) -> float:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--warmup", type=int, default=None, help="steps before timing (default cpu 10, cuda 300)")
-    parser.add_argument("--iterations", type=int, default=None, help="timed steps (default cpu 40, cuda 3000)")
+    parser.add_argument("--iterations", type=int, default=None, help="timed steps (default cpu 60, cuda 3000)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     device = get_device(args.device)
     cuda = device.type == "cuda"
     warmup = args.warmup or (300 if cuda else 10)
-    iterations = args.iterations or (3000 if cuda else 40)
+    iterations = args.iterations or (3000 if cuda else 60)
     if warmup > iterations and not cuda:
         raise SystemExit("--warmup must not exceed --iterations")
     torch.backends.cudnn.benchmark = True
@@ -263,26 +266,43 @@ def main(argv=None):
     loader = DataLoader(ReferenceSprites(packed), batch_size=32, shuffle=True, num_workers=2,
                         pin_memory=cuda, drop_last=True, collate_fn=custom_collate, persistent_workers=False)
     solver = ReferenceSolver(device)
-    ours, theirs = [], []
+    ours, theirs, fp32 = [], [], []
+    with_fp32 = slowvae.native_bf16(device)   # also time superpos without autocast, to show its share
     for r in range(args.rounds):
+        if r % 2:
+            theirs.append(reference_round(solver, loader, warmup if not cuda else 50, iterations))
         ours.append(superpos_round(device, warmup, iterations, seed=r))
-        theirs.append(reference_round(solver, loader, warmup if not cuda else 50, iterations))
-        print(f"round {r}: superpos {ours[-1]:.2f} it/s, reference {theirs[-1]:.2f} it/s", flush=True)
-    report(device, args, warmup, iterations, ours, theirs)
+        if with_fp32:
+            fp32.append(superpos_round(device, warmup, iterations, seed=r, amp=False))
+        if not r % 2:
+            theirs.append(reference_round(solver, loader, warmup if not cuda else 50, iterations))
+        print(f"round {r}: superpos {ours[-1]:.2f} it/s, reference {theirs[-1]:.2f} it/s, "
+              f"ratio {ours[-1] / theirs[-1]:.2f}" + (f"; superpos fp32 {fp32[-1]:.2f} it/s" if fp32 else ""), flush=True)
+    report(device, args, warmup, iterations, ours, theirs, fp32)
 
 
-def report(device, args, warmup, iterations, ours, theirs):
+def report(device, args, warmup, iterations, ours, theirs, fp32):
     a, b = statistics.median(ours), statistics.median(theirs)
+    ratios = [x / y for x, y in zip(ours, theirs)]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU"
     lines = [f"# superpos.slowvae training benchmark, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
              f"# device: {device} ({name}); cores: {torch.get_num_threads()} torch threads; torch {torch.__version__}",
+             f"# superpos precision: {'bfloat16 autocast' if slowvae.native_bf16(device) else 'fp32'}; "
+             f"reference: fp32",
              f"# batch 64 (32 pairs), SlowVAE loss; {args.rounds} alternating rounds of {iterations} steps after "
              f"{warmup} warm-up steps; median round; load average {os.getloadavg()[0]:.1f} at the end "
              f"(the machine is shared)",
              f"{'loop':<34}{'it/s':>10}   rounds",
              f"{'superpos (train, device defaults)':<34}{a:>10.2f}   " + ", ".join(f"{v:.2f}" for v in ours),
-             f"{'reference (DataLoader x2, scipy)':<34}{b:>10.2f}   " + ", ".join(f"{v:.2f}" for v in theirs),
-             f"speed-up: {a / b:.2f}x"]
+             f"{'reference (DataLoader x2, scipy)':<34}{b:>10.2f}   " + ", ".join(f"{v:.2f}" for v in theirs)]
+    if fp32:
+        lines.append(f"{'superpos (train, amp=False: fp32)':<34}{statistics.median(fp32):>10.2f}   "
+                     + ", ".join(f"{v:.2f}" for v in fp32))
+    lines += [f"{'ratio per round':<34}{'':>10}   " + ", ".join(f"{v:.2f}" for v in ratios),
+              f"speed-up (median of the per-round ratios): {statistics.median(ratios):.2f}x"]
+    if fp32:
+        lines.append(f"speed-up without autocast (fp32, median of per-round ratios): "
+                     f"{statistics.median([x / y for x, y in zip(fp32, theirs)]):.2f}x")
     if device.type == "cpu":
         lines.append("# GPU: pending here (no GPU); run `python benchmarks/slowvae.py --device cuda`")
     text = "\n".join(lines) + "\n"

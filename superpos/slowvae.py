@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['LOG_2PI', 'CHECKPOINT_FORMAT', 'CHECKPOINT_NAME', 'LOG_NAME', 'RESUMABLE_CHANGES', 'LOSS_TERMS', 'COMPARE_MODELS',
            'VAE', 'gaussian_entropy', 'normal_cross_entropy', 'laplace_cross_entropy', 'slowvae_loss', 'SlowVAEConfig',
-           'save_checkpoint', 'load_checkpoint', 'encode', 'eval_set', 'evaluate', 'train', 'load_model',
+           'save_checkpoint', 'load_checkpoint', 'encode', 'eval_set', 'evaluate', 'native_bf16', 'train', 'load_model',
            'plot_reconstructions', 'plot_traversals', 'plot_logs', 'compare', 'summarize', 'plot_comparison', 'main']
 
-# %% ../nbs/12_slowvae.ipynb #3e364956
+# %% ../nbs/12_slowvae.ipynb #7a3ff8dd
 import argparse
 import dataclasses
 import difflib
@@ -34,29 +34,29 @@ from .core import ConfigError, DataError, MissingFileError, as_list, atomic_writ
 from .metrics import mcc, mig
 from .sprites import FACTOR_NAMES, DSprites, PairSampler, pair_batch
 
-# %% ../nbs/12_slowvae.ipynb #20c9c965
+# %% ../nbs/12_slowvae.ipynb #271539aa
 def _encoder(n_channels: int, z_dim: int) -> nn.Sequential:
     """Conv 32, 32, 64, 64 (k4 s2) -> conv 256 (k4) -> linear 2 * z_dim."""
     return nn.Sequential(
-        nn.Conv2d(n_channels, 32, 4, 2, 1), nn.ReLU(),   # 32 x 32 x 32
-        nn.Conv2d(32, 32, 4, 2, 1), nn.ReLU(),           # 32 x 16 x 16
-        nn.Conv2d(32, 64, 4, 2, 1), nn.ReLU(),           # 64 x 8 x 8
-        nn.Conv2d(64, 64, 4, 2, 1), nn.ReLU(),           # 64 x 4 x 4
-        nn.Conv2d(64, 256, 4, 1), nn.ReLU(),             # 256 x 1 x 1
+        nn.Conv2d(n_channels, 32, 4, 2, 1), nn.ReLU(inplace=True),    # 32 x 32 x 32
+        nn.Conv2d(32, 32, 4, 2, 1), nn.ReLU(inplace=True),            # 32 x 16 x 16
+        nn.Conv2d(32, 64, 4, 2, 1), nn.ReLU(inplace=True),            # 64 x 8 x 8
+        nn.Conv2d(64, 64, 4, 2, 1), nn.ReLU(inplace=True),            # 64 x 4 x 4
+        nn.Conv2d(64, 256, 4, 1), nn.ReLU(inplace=True),              # 256 x 1 x 1
         nn.Flatten(), nn.Linear(256, 2 * z_dim))
 
 
 def _decoder(n_channels: int, z_dim: int) -> nn.Sequential:
     """The encoder's mirror image, ending in Bernoulli logits."""
     return nn.Sequential(
-        nn.Linear(z_dim, 256), nn.Unflatten(1, (256, 1, 1)), nn.ReLU(),
-        nn.ConvTranspose2d(256, 64, 4), nn.ReLU(),         # 64 x 4 x 4
-        nn.ConvTranspose2d(64, 64, 4, 2, 1), nn.ReLU(),    # 64 x 8 x 8
-        nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(),    # 32 x 16 x 16
-        nn.ConvTranspose2d(32, 32, 4, 2, 1), nn.ReLU(),    # 32 x 32 x 32
-        nn.ConvTranspose2d(32, n_channels, 4, 2, 1))       # n_channels x 64 x 64
+        nn.Linear(z_dim, 256), nn.Unflatten(1, (256, 1, 1)), nn.ReLU(inplace=True),
+        nn.ConvTranspose2d(256, 64, 4), nn.ReLU(inplace=True),        # 64 x 4 x 4
+        nn.ConvTranspose2d(64, 64, 4, 2, 1), nn.ReLU(inplace=True),   # 64 x 8 x 8
+        nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(inplace=True),   # 32 x 16 x 16
+        nn.ConvTranspose2d(32, 32, 4, 2, 1), nn.ReLU(inplace=True),   # 32 x 32 x 32
+        nn.ConvTranspose2d(32, n_channels, 4, 2, 1))                  # n_channels x 64 x 64
 
-# %% ../nbs/12_slowvae.ipynb #559018d7
+# %% ../nbs/12_slowvae.ipynb #d92b1205
 class VAE(nn.Module):
     """The SlowVAE reference encoder/decoder (BetaVAE_H) for 64x64 images.
 
@@ -76,7 +76,7 @@ class VAE(nn.Module):
         self.decoder = _decoder(self.n_channels, self.z_dim)
         self.reset_parameters()
 
-# %% ../nbs/12_slowvae.ipynb #2d3b5fda
+# %% ../nbs/12_slowvae.ipynb #5e9c6df9
 def _reset_parameters(self):
     """Kaiming-normal weights and zero biases for linear and convolution layers (as the reference)."""
     for module in self.modules():
@@ -110,7 +110,7 @@ VAE.encode = _encode
 VAE.decode = _decode
 VAE.forward = _forward
 
-# %% ../nbs/12_slowvae.ipynb #aa100912
+# %% ../nbs/12_slowvae.ipynb #aa710b2c
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -134,7 +134,7 @@ def laplace_cross_entropy(mu: torch.Tensor, logvar: torch.Tensor, loc: torch.Ten
     folded_mean = s * math.sqrt(2 / math.pi) * torch.exp(-m ** 2 / (2 * s ** 2)) + m * torch.erf(m / (s * math.sqrt(2)))
     return -math.log(rate / 2) + rate * folded_mean
 
-# %% ../nbs/12_slowvae.ipynb #81038819
+# %% ../nbs/12_slowvae.ipynb #051191fa
 def slowvae_loss(images: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, *,
                  beta: float = 1.0, gamma: float = 10.0, rate: float = 6.0) -> dict[str, torch.Tensor]:
     """The SlowVAE loss and its terms (scalars) for a batch of interleaved pairs; gamma=0 is beta-VAE."""
@@ -152,7 +152,7 @@ def slowvae_loss(images: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, l
     return {"loss": loss, "recon": recon, "kl_normal": kl_normal, "kl_laplace": kl_laplace,
             "entropy": entropy, "ce_normal": ce_normal, "ce_laplace": ce_laplace}
 
-# %% ../nbs/12_slowvae.ipynb #4782f8ff
+# %% ../nbs/12_slowvae.ipynb #4f7089bf
 @dataclass(kw_only=True)
 class SlowVAEConfig:
     """Settings of one SlowVAE (or beta-VAE, gamma=0) training run on dSprites pairs."""
@@ -170,7 +170,7 @@ class SlowVAEConfig:
     adam_beta2: float = 0.999
     seed: int = 0                   # model init, pairs and reparametrisation noise
     device: str | None = None       # None: cuda > mps > cpu
-    amp: bool | None = None         # bfloat16 autocast (None: on CUDA only)
+    amp: bool | None = None         # bfloat16 autocast (None: where bf16 is native, see native_bf16)
     compile: bool | None = None     # torch.compile the forward pass and loss (None: on CUDA only)
     channels_last: bool = True      # channels-last memory layout (faster convolutions)
     cache: bool = False             # pre-render all images into a bit-packed tensor on the device
@@ -185,7 +185,7 @@ class SlowVAEConfig:
     def __post_init__(self):
         _validate(self)
 
-# %% ../nbs/12_slowvae.ipynb #5fc31b06
+# %% ../nbs/12_slowvae.ipynb #d83a5862
 def _check_number(config, name: str, *, integer: bool = False, low: float = -math.inf,
                   low_open: bool = False, high: float = math.inf, allow=()):
     """Validate (and normalise) a numeric field of `config` in place."""
@@ -210,7 +210,7 @@ def _check_flag(config, name: str, *, optional: bool = False):
     if not (isinstance(value, bool) or (optional and value is None)):
         raise ConfigError(f"{name} must be True or False{' or None' if optional else ''}, got {value!r}")
 
-# %% ../nbs/12_slowvae.ipynb #c5399688
+# %% ../nbs/12_slowvae.ipynb #3dfab23b
 def _validate(config: SlowVAEConfig):
     """Check every field of `config` (ConfigError naming the field and the fix)."""
     _check_number(config, "z_dim", integer=True, low=1)
@@ -241,7 +241,7 @@ def _validate(config: SlowVAEConfig):
         if getattr(config, name) is not None and not isinstance(getattr(config, name), (str, Path, torch.device)):
             raise ConfigError(f"{name} must be a string or None, got {getattr(config, name)!r}")
 
-# %% ../nbs/12_slowvae.ipynb #b32f7c7d
+# %% ../nbs/12_slowvae.ipynb #19d5e2df
 def _check_keys(keys):
     """ConfigError for keys that are not SlowVAEConfig fields."""
     valid = [f.name for f in fields(SlowVAEConfig)]
@@ -262,7 +262,7 @@ def _config_init(self, **kwargs):
 
 SlowVAEConfig.__init__ = _config_init
 
-# %% ../nbs/12_slowvae.ipynb #77c647a6
+# %% ../nbs/12_slowvae.ipynb #bd2598cf
 def _from_dict(cls, values: dict | None = None, **overrides) -> SlowVAEConfig:
     """A config from a dictionary (and keyword overrides), rejecting unknown keys."""
     values = {**(values or {}), **overrides}
@@ -284,7 +284,7 @@ SlowVAEConfig.from_dict = classmethod(_from_dict)
 SlowVAEConfig.to_dict = _to_dict
 SlowVAEConfig.betavae = classmethod(_betavae)
 
-# %% ../nbs/12_slowvae.ipynb #e1bbb190
+# %% ../nbs/12_slowvae.ipynb #157bf760
 CHECKPOINT_FORMAT = "superpos.slowvae.checkpoint/1"
 CHECKPOINT_NAME = "checkpoint.pt"
 LOG_NAME = "log.csv"
@@ -298,7 +298,7 @@ def save_checkpoint(path, *, step: int, config: SlowVAEConfig, model: nn.Module,
              "sampler": sampler.state_dict(), "noise": noise.get_state(), "torch": str(torch.__version__)}
     return atomic_write(path, lambda f: torch.save(state, f))
 
-# %% ../nbs/12_slowvae.ipynb #74e52f9f
+# %% ../nbs/12_slowvae.ipynb #2aef68b2
 _CHECKPOINT_KEYS = ("format", "step", "config", "model", "optimizer", "sampler", "noise")
 
 
@@ -321,7 +321,7 @@ def load_checkpoint(path) -> dict:
                         "pass a checkpoint written by superpos.slowvae.train")
     return state
 
-# %% ../nbs/12_slowvae.ipynb #4fb2a0c4
+# %% ../nbs/12_slowvae.ipynb #9a895e6b
 RESUMABLE_CHANGES = ("n_iterations", "device", "compile", "eval_every", "eval_samples",
                      "checkpoint_every", "output_dir", "resume", "progress")
 
@@ -340,7 +340,7 @@ def _check_resumable(state: dict, config: SlowVAEConfig, path: Path):
         raise ConfigError(f"the checkpoint in {path} is at step {state['step']} but n_iterations is "
                           f"{config.n_iterations}: raise n_iterations, or use another output_dir")
 
-# %% ../nbs/12_slowvae.ipynb #b28acc7f
+# %% ../nbs/12_slowvae.ipynb #7127efd1
 @torch.no_grad()
 def encode(model: VAE, images, *, batch_size: int = 1024) -> np.ndarray:
     """Posterior means (n, z_dim) of images (n, channels, 64, 64), as float64 numpy."""
@@ -354,7 +354,7 @@ def encode(model: VAE, images, *, batch_size: int = 1024) -> np.ndarray:
     model.train(was_training)
     return torch.cat(means).double().numpy() if means else np.zeros((0, model.z_dim))
 
-# %% ../nbs/12_slowvae.ipynb #a4acf3ae
+# %% ../nbs/12_slowvae.ipynb #b110a6f3
 def eval_set(n_samples: int, *, seed: int = 0, dataset: DSprites | None = None) -> tuple[torch.Tensor, np.ndarray]:
     """A fixed evaluation set: factor rows drawn uniformly (seeded) and their images."""
     dataset = dataset if dataset is not None else DSprites(device="cpu")
@@ -372,7 +372,7 @@ def evaluate(model: VAE, images, factors) -> dict[str, float]:
     return {"mcc": mcc(factors, latents[:, active], method="spearman"),
             "mig": mig(factors, latents[:, active], n_bins=20)}
 
-# %% ../nbs/12_slowvae.ipynb #94f0d3b2
+# %% ../nbs/12_slowvae.ipynb #56f70cfd
 def _seeds(seed: int) -> list[int]:
     """Independent 63-bit seeds for model init, pairs and noise, derived from one seed."""
     return [int(s) for s in np.random.SeedSequence(seed).generate_state(3, dtype=np.uint64) >> np.uint64(1)]
@@ -393,7 +393,7 @@ def _build(config: SlowVAEConfig, device: torch.device) -> dict:
     return {"model": model, "optimizer": optimizer, "sampler": sampler, "noise": noise, "step": 0,
             "dataset": DSprites(device=device, cache=config.cache)}
 
-# %% ../nbs/12_slowvae.ipynb #64cd9da1
+# %% ../nbs/12_slowvae.ipynb #5bb14656
 def _setup(config: SlowVAEConfig, device: torch.device, folder: Path) -> dict:
     """The run's pieces, restored from `folder`'s checkpoint when resuming."""
     run = _build(config, device)
@@ -412,7 +412,7 @@ def _setup(config: SlowVAEConfig, device: torch.device, folder: Path) -> dict:
     _truncate_log(folder / LOG_NAME, state["step"])
     return run
 
-# %% ../nbs/12_slowvae.ipynb #cd613bb4
+# %% ../nbs/12_slowvae.ipynb #ee9b9c5a
 def _truncate_log(path: Path, step: int):
     """Drop log rows after `step` (they belong to steps that will be run again)."""
     if path.exists():
@@ -425,7 +425,7 @@ def _append_log(path: Path, step: int, values: dict[str, float]):
     rows = pd.DataFrame({"step": step, "metric": list(values), "value": [float(v) for v in values.values()]})
     rows.to_csv(path, mode="a", header=not path.exists(), index=False)
 
-# %% ../nbs/12_slowvae.ipynb #05cff29e
+# %% ../nbs/12_slowvae.ipynb #5ea3846c
 LOSS_TERMS = ("loss", "recon", "kl_normal", "kl_laplace", "entropy", "ce_normal", "ce_laplace")
 
 
@@ -441,7 +441,7 @@ def _make_loss(model: VAE, config: SlowVAEConfig, amp: bool, compile: bool):
 
     return torch.compile(loss_fn) if compile else loss_fn
 
-# %% ../nbs/12_slowvae.ipynb #76951fad
+# %% ../nbs/12_slowvae.ipynb #e799aded
 def _train_step(run: dict, loss_fn, config: SlowVAEConfig) -> torch.Tensor:
     """One optimiser step on a fresh batch of pairs; returns the detached loss terms."""
     images, _ = pair_batch(run["dataset"], run["sampler"], config.batch_size // 2)
@@ -454,7 +454,7 @@ def _train_step(run: dict, loss_fn, config: SlowVAEConfig) -> torch.Tensor:
     run["optimizer"].step()
     return terms.detach()
 
-# %% ../nbs/12_slowvae.ipynb #157dd390
+# %% ../nbs/12_slowvae.ipynb #9930f574
 def _evaluate_and_log(run: dict, ev: tuple, step: int, log_path: Path) -> dict:
     """Score the model on the evaluation set and append the scores to the log."""
     scores = evaluate(run["model"], *ev) if ev[0] is not None else {}
@@ -463,13 +463,23 @@ def _evaluate_and_log(run: dict, ev: tuple, step: int, log_path: Path) -> dict:
     return scores
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bfloat16 natively: CUDA, or a CPU with AVX512-BF16 or AMX."""
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu":
+        return False
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check is not None and check() for check in checks)
+
+
 def _resolve(config: SlowVAEConfig, device: torch.device) -> tuple[bool, bool]:
-    """Whether to use autocast and compilation (None: on CUDA only)."""
-    amp = config.amp if config.amp is not None else device.type == "cuda"
+    """Whether to use autocast (None: where bf16 is native) and compilation (None: on CUDA only)."""
+    amp = config.amp if config.amp is not None else native_bf16(device)
     compile = config.compile if config.compile is not None else device.type == "cuda"
     return amp, compile
 
-# %% ../nbs/12_slowvae.ipynb #3acd467f
+# %% ../nbs/12_slowvae.ipynb #e73d703e
 def train(config: SlowVAEConfig | dict | None = None, **overrides) -> pd.DataFrame:
     """Train a SlowVAE (beta-VAE for gamma=0) on dSprites pairs; return the tidy log (step, metric, value)."""
     if not isinstance(config, SlowVAEConfig):
@@ -479,15 +489,18 @@ def train(config: SlowVAEConfig | dict | None = None, **overrides) -> pd.DataFra
     device = get_device(config.device)
     folder = core.output_dir(config.output_dir, "slowvae")
     run = _setup(config, device, folder)
-    atomic_write(folder / "config.yaml", lambda f: yaml.safe_dump(config.to_dict(), f, sort_keys=False), mode="w")
-    loss_fn = _make_loss(run["model"], config, *_resolve(config, device))
+    amp, compile = _resolve(config, device)
+    resolved = {"device": str(device), "amp": amp, "compile": compile}   # what ran, for the record
+    atomic_write(folder / "config.yaml", lambda f: yaml.safe_dump({**config.to_dict(), **resolved}, f, sort_keys=False),
+                 mode="w")
+    loss_fn = _make_loss(run["model"], config, amp, compile)
     ev = eval_set(config.eval_samples, dataset=DSprites(device="cpu")) if config.eval_samples else (None, None)
     _loop(run, loss_fn, config, ev, folder)
     logs = pd.read_csv(folder / LOG_NAME) if (folder / LOG_NAME).exists() else pd.DataFrame(columns=["step", "metric", "value"])
-    logs.attrs.update(output_dir=str(folder), checkpoint=str(folder / CHECKPOINT_NAME))
+    logs.attrs.update(output_dir=str(folder), checkpoint=str(folder / CHECKPOINT_NAME), **resolved)
     return logs
 
-# %% ../nbs/12_slowvae.ipynb #47a0fa29
+# %% ../nbs/12_slowvae.ipynb #3c74b3e6
 def _loop(run: dict, loss_fn, config: SlowVAEConfig, ev: tuple, folder: Path):
     """The training loop proper (from the run's step to n_iterations)."""
     log_path, start, end = folder / LOG_NAME, run["step"], config.n_iterations
@@ -515,7 +528,7 @@ def _loop(run: dict, loss_fn, config: SlowVAEConfig, ev: tuple, folder: Path):
     if start == end == 0:
         _save(run, config, folder)
 
-# %% ../nbs/12_slowvae.ipynb #a3ce8d11
+# %% ../nbs/12_slowvae.ipynb #5db5c134
 def _log_losses(means: torch.Tensor, step: int, speed: float, log_path: Path, bar):
     """Append the mean loss terms and the speed (it/s) since the last row; update the progress bar."""
     means = means.cpu().tolist()
@@ -528,7 +541,7 @@ def _save(run: dict, config: SlowVAEConfig, folder: Path):
     save_checkpoint(folder / CHECKPOINT_NAME, step=run["step"], config=config, model=run["model"],
                     optimizer=run["optimizer"], sampler=run["sampler"], noise=run["noise"])
 
-# %% ../nbs/12_slowvae.ipynb #2f38c03b
+# %% ../nbs/12_slowvae.ipynb #7bdc00e5
 def load_model(path, *, device=None) -> VAE:
     """The trained model of a checkpoint (or of a run folder), in eval mode on `device`."""
     state = load_checkpoint(path)
@@ -536,7 +549,7 @@ def load_model(path, *, device=None) -> VAE:
     model.load_state_dict(state["model"])
     return model.to(get_device(device)).eval()
 
-# %% ../nbs/12_slowvae.ipynb #795c60b4
+# %% ../nbs/12_slowvae.ipynb #c881fcd7
 @torch.no_grad()
 def _posterior(model: VAE, images, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Posterior means and log-variances (numpy) of `images`."""
@@ -552,7 +565,7 @@ def _decode_images(model: VAE, z: np.ndarray) -> np.ndarray:
     device = next(model.parameters()).device
     return torch.sigmoid(model.decode(torch.as_tensor(z, dtype=torch.float32, device=device)))[:, 0].float().cpu().numpy()
 
-# %% ../nbs/12_slowvae.ipynb #02cfca0c
+# %% ../nbs/12_slowvae.ipynb #93626940
 def plot_reconstructions(model: VAE, images, *, n: int = 8) -> plt.Figure:
     """Input images (top row) and their reconstructions from the posterior means (bottom row)."""
     images = torch.as_tensor(images)[:n]
@@ -568,7 +581,7 @@ def plot_reconstructions(model: VAE, images, *, n: int = 8) -> plt.Figure:
     axes[1, 0].set_ylabel("recon.")
     return fig
 
-# %% ../nbs/12_slowvae.ipynb #3affd7b1
+# %% ../nbs/12_slowvae.ipynb #614a58bd
 def plot_traversals(model: VAE, images, *, index: int = 0, n_steps: int = 9) -> plt.Figure:
     """Decoded sweeps of each latent (5%..95% quantile over `images`) around the code of `images[index]`."""
     mu, logvar = _posterior(model, images)
@@ -588,7 +601,7 @@ def plot_traversals(model: VAE, images, *, index: int = 0, n_steps: int = 9) -> 
         axes[row, 0].set_ylabel(f"z{d}\nKL {kl[d]:.1f}", rotation=0, ha="right", va="center", fontsize=8)
     return fig
 
-# %% ../nbs/12_slowvae.ipynb #f0114ab9
+# %% ../nbs/12_slowvae.ipynb #83b2759c
 def plot_logs(logs: pd.DataFrame) -> plt.Figure:
     """Loss terms (left) and MCC / MIG (right) against the training step, from a tidy log."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
@@ -605,7 +618,7 @@ def plot_logs(logs: pd.DataFrame) -> plt.Figure:
     fig.tight_layout()
     return fig
 
-# %% ../nbs/12_slowvae.ipynb #b412e17c
+# %% ../nbs/12_slowvae.ipynb #3714f121
 COMPARE_MODELS = {"SlowVAE": {"beta": 1.0, "gamma": 10.0}, "beta-VAE": {"beta": 8.0, "gamma": 0.0}}
 
 
@@ -625,7 +638,7 @@ def compare(seeds=(0, 1, 2), n_iterations: int = 300_000, *, device=None, output
     atomic_write(root / "compare.csv", lambda f: table.to_csv(f, index=False), mode="w")
     return table
 
-# %% ../nbs/12_slowvae.ipynb #e3025510
+# %% ../nbs/12_slowvae.ipynb #a4b20416
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard deviation of MCC and MIG per model, with the number of seeds."""
     return table.groupby("model", sort=False).agg(
@@ -646,7 +659,7 @@ def plot_comparison(table: pd.DataFrame) -> plt.Figure:
     fig.tight_layout()
     return fig
 
-# %% ../nbs/12_slowvae.ipynb #38c62467
+# %% ../nbs/12_slowvae.ipynb #c454644d
 def _parser() -> argparse.ArgumentParser:
     """Command-line options: one per SlowVAEConfig field (values read as YAML scalars)."""
     parser = argparse.ArgumentParser(prog="python -m superpos.slowvae", description="Train SlowVAE / beta-VAE on dSprites pairs.")
@@ -662,7 +675,7 @@ def _parser() -> argparse.ArgumentParser:
                                      default=argparse.SUPPRESS, help=f"default: {f.default!r}")
     return parser
 
-# %% ../nbs/12_slowvae.ipynb #f875285c
+# %% ../nbs/12_slowvae.ipynb #299ce058
 def main(argv=None) -> int:
     """Entry point of `python -m superpos.slowvae`."""
     args = vars(_parser().parse_args(argv))
