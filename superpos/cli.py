@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['project_root', 'find_notebook', 'notebook_parameters', 'list_notebooks', 'parse_value', 'collect_parameters',
-           'NotebookFailed', 'run_notebook', 'build_book', 'main']
+           'NotebookFailed', 'environment', 'run_notebook', 'build_book', 'main']
 
-# %% ../nbs/02_cli.ipynb #546be8ae
+# %% ../nbs/02_cli.ipynb #97ff0aef
 import argparse
 import json
 import platform
@@ -21,7 +21,7 @@ import yaml
 
 from .core import ConfigError, MissingFileError, SuperposError, atomic_write
 
-# %% ../nbs/02_cli.ipynb #88118e69
+# %% ../nbs/02_cli.ipynb #bd39941b
 def project_root(start: str | Path | None = None) -> Path:
     """The superpos project folder (holding `_toc.yml` and `nbs/`): `start`, the cwd, or the package's checkout."""
     import superpos
@@ -52,7 +52,7 @@ def find_notebook(notebook: str | Path) -> Path:
     known = ", ".join(p.name for p in list_notebooks()) if nbs is not None else "none found"
     raise MissingFileError(f"notebook {str(notebook)!r} not found; runnable notebooks: {known}")
 
-# %% ../nbs/02_cli.ipynb #2a8e09eb
+# %% ../nbs/02_cli.ipynb #d5230814
 def notebook_parameters(notebook: str | Path) -> dict:
     """The notebook's papermill parameters: name -> {'default', 'type', 'help'} (empty if none)."""
     import papermill
@@ -71,7 +71,7 @@ def _has_parameters(path: Path) -> bool:
     cells = json.loads(path.read_text())["cells"]
     return any("parameters" in c.get("metadata", {}).get("tags", []) for c in cells)
 
-# %% ../nbs/02_cli.ipynb #5804b533
+# %% ../nbs/02_cli.ipynb #dbaeba50
 def parse_value(text: str):
     """A command-line parameter value: int, float, bool, None or the string itself."""
     for convert in (int, float):
@@ -95,7 +95,7 @@ def collect_parameters(pairs=(), yaml_text: str | None = None) -> dict:
         params[name] = parse_value(value)
     return params
 
-# %% ../nbs/02_cli.ipynb #505f17cc
+# %% ../nbs/02_cli.ipynb #b00e055a
 class NotebookFailed(SuperposError, RuntimeError):
     """A notebook raised an error while running; the partially executed notebook is kept."""
 
@@ -105,16 +105,17 @@ def _slug(params: dict) -> str:
     return re.sub(r"[^A-Za-z0-9.=-]+", "-", text)[:80].strip("-")
 
 
-def _environment() -> dict:
+def environment() -> dict:
+    """Provenance of a run: package versions, compute device, git commit of the checkout, host."""
     import numpy
     import torch
 
     import superpos
     versions = {"python": platform.python_version(), "superpos": superpos.__version__,
-                "torch": torch.__version__, "numpy": numpy.__version__}
+                "torch": str(torch.__version__), "numpy": numpy.__version__}   # plain strings: JSON and YAML
     for name in ("xarray", "sklearn", "papermill"):
         module = __import__(name)
-        versions[name] = module.__version__
+        versions[name] = str(module.__version__)
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.processor() or platform.machine()})"
     return {"versions": versions, "device": device, "git_commit": _git_commit(), "host": platform.node()}
 
@@ -127,7 +128,7 @@ def _git_commit() -> str | None:
     except (MissingFileError, OSError, subprocess.SubprocessError):
         return None
 
-# %% ../nbs/02_cli.ipynb #e6777b69
+# %% ../nbs/02_cli.ipynb #0ed70ab0
 def run_notebook(notebook: str | Path, parameters: dict | None = None, *, out: str | Path = "runs",
                  kernel: str = "python3", progress: bool = False) -> Path:
     """Execute `notebook` with papermill into a new run folder; return the folder."""
@@ -146,7 +147,7 @@ def run_notebook(notebook: str | Path, parameters: dict | None = None, *, out: s
     folder.mkdir(parents=True, exist_ok=False)
     if "output_dir" in known:
         parameters["output_dir"] = str(folder.resolve())
-    record = {"notebook": str(path), "parameters": parameters, "started": stamp, "command": sys.argv, **_environment()}
+    record = {"notebook": str(path), "parameters": parameters, "started": stamp, "command": sys.argv, **environment()}
     start = time.perf_counter()
     try:
         papermill.execute_notebook(str(path), str(folder / path.name), parameters=parameters,
@@ -161,7 +162,7 @@ def run_notebook(notebook: str | Path, parameters: dict | None = None, *, out: s
         atomic_write(folder / "run.json", lambda f: json.dump(record, f, indent=2, default=str), mode="w")
     return folder
 
-# %% ../nbs/02_cli.ipynb #b492b595
+# %% ../nbs/02_cli.ipynb #c7b3d6f8
 def build_book(root: str | Path | None = None, *, execute: bool = True, strict: bool = True) -> Path:
     """Build the Jupyter Book of the project; return the path of its `index.html`."""
     root = project_root(root)
@@ -183,7 +184,7 @@ def build_book(root: str | Path | None = None, *, execute: bool = True, strict: 
                             f"notebook reports in {root / '_build' / 'html' / 'reports'}")
     return root / "_build" / "html" / "index.html"
 
-# %% ../nbs/02_cli.ipynb #35737e13
+# %% ../nbs/02_cli.ipynb #97fdb07e
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="superpos", description="Superposition analyses: run notebooks, build the book.")
     sub = parser.add_subparsers(dest="command", required=True)

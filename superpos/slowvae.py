@@ -6,9 +6,10 @@
 __all__ = ['LOG_2PI', 'CHECKPOINT_FORMAT', 'CHECKPOINT_NAME', 'LOG_NAME', 'RESUMABLE_CHANGES', 'LOSS_TERMS', 'COMPARE_MODELS',
            'VAE', 'gaussian_entropy', 'normal_cross_entropy', 'laplace_cross_entropy', 'slowvae_loss', 'SlowVAEConfig',
            'save_checkpoint', 'load_checkpoint', 'encode', 'eval_set', 'evaluate', 'native_bf16', 'train', 'load_model',
-           'plot_reconstructions', 'plot_traversals', 'plot_logs', 'compare', 'summarize', 'plot_comparison', 'main']
+           'plot_reconstructions', 'plot_traversals', 'plot_logs', 'compare', 'summarize', 'plot_comparison',
+           'load_comparison', 'plot_learning_curves', 'main']
 
-# %% ../nbs/12_slowvae.ipynb #7a3ff8dd
+# %% ../nbs/12_slowvae.ipynb #2589d319
 import argparse
 import dataclasses
 import difflib
@@ -30,11 +31,12 @@ from torch import nn
 from tqdm import tqdm
 
 from . import core
+from .cli import environment
 from .core import ConfigError, DataError, MissingFileError, as_list, atomic_write, get_device
 from .metrics import mcc, mig
 from .sprites import FACTOR_NAMES, DSprites, PairSampler, pair_batch
 
-# %% ../nbs/12_slowvae.ipynb #271539aa
+# %% ../nbs/12_slowvae.ipynb #fab65b71
 def _encoder(n_channels: int, z_dim: int) -> nn.Sequential:
     """Conv 32, 32, 64, 64 (k4 s2) -> conv 256 (k4) -> linear 2 * z_dim."""
     return nn.Sequential(
@@ -56,7 +58,7 @@ def _decoder(n_channels: int, z_dim: int) -> nn.Sequential:
         nn.ConvTranspose2d(32, 32, 4, 2, 1), nn.ReLU(inplace=True),   # 32 x 32 x 32
         nn.ConvTranspose2d(32, n_channels, 4, 2, 1))                  # n_channels x 64 x 64
 
-# %% ../nbs/12_slowvae.ipynb #d92b1205
+# %% ../nbs/12_slowvae.ipynb #7f6f157b
 class VAE(nn.Module):
     """The SlowVAE reference encoder/decoder (BetaVAE_H) for 64x64 images.
 
@@ -76,7 +78,7 @@ class VAE(nn.Module):
         self.decoder = _decoder(self.n_channels, self.z_dim)
         self.reset_parameters()
 
-# %% ../nbs/12_slowvae.ipynb #5e9c6df9
+# %% ../nbs/12_slowvae.ipynb #4fac1cf2
 def _reset_parameters(self):
     """Kaiming-normal weights and zero biases for linear and convolution layers (as the reference)."""
     for module in self.modules():
@@ -110,7 +112,7 @@ VAE.encode = _encode
 VAE.decode = _decode
 VAE.forward = _forward
 
-# %% ../nbs/12_slowvae.ipynb #aa710b2c
+# %% ../nbs/12_slowvae.ipynb #9382ece8
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -134,7 +136,7 @@ def laplace_cross_entropy(mu: torch.Tensor, logvar: torch.Tensor, loc: torch.Ten
     folded_mean = s * math.sqrt(2 / math.pi) * torch.exp(-m ** 2 / (2 * s ** 2)) + m * torch.erf(m / (s * math.sqrt(2)))
     return -math.log(rate / 2) + rate * folded_mean
 
-# %% ../nbs/12_slowvae.ipynb #051191fa
+# %% ../nbs/12_slowvae.ipynb #29b903f7
 def slowvae_loss(images: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, *,
                  beta: float = 1.0, gamma: float = 10.0, rate: float = 6.0) -> dict[str, torch.Tensor]:
     """The SlowVAE loss and its terms (scalars) for a batch of interleaved pairs; gamma=0 is beta-VAE."""
@@ -152,7 +154,7 @@ def slowvae_loss(images: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, l
     return {"loss": loss, "recon": recon, "kl_normal": kl_normal, "kl_laplace": kl_laplace,
             "entropy": entropy, "ce_normal": ce_normal, "ce_laplace": ce_laplace}
 
-# %% ../nbs/12_slowvae.ipynb #4f7089bf
+# %% ../nbs/12_slowvae.ipynb #f0ea233b
 @dataclass(kw_only=True)
 class SlowVAEConfig:
     """Settings of one SlowVAE (or beta-VAE, gamma=0) training run on dSprites pairs."""
@@ -185,7 +187,7 @@ class SlowVAEConfig:
     def __post_init__(self):
         _validate(self)
 
-# %% ../nbs/12_slowvae.ipynb #d83a5862
+# %% ../nbs/12_slowvae.ipynb #70c8143f
 def _check_number(config, name: str, *, integer: bool = False, low: float = -math.inf,
                   low_open: bool = False, high: float = math.inf, allow=()):
     """Validate (and normalise) a numeric field of `config` in place."""
@@ -210,7 +212,7 @@ def _check_flag(config, name: str, *, optional: bool = False):
     if not (isinstance(value, bool) or (optional and value is None)):
         raise ConfigError(f"{name} must be True or False{' or None' if optional else ''}, got {value!r}")
 
-# %% ../nbs/12_slowvae.ipynb #3dfab23b
+# %% ../nbs/12_slowvae.ipynb #bd9abb46
 def _validate(config: SlowVAEConfig):
     """Check every field of `config` (ConfigError naming the field and the fix)."""
     _check_number(config, "z_dim", integer=True, low=1)
@@ -241,7 +243,7 @@ def _validate(config: SlowVAEConfig):
         if getattr(config, name) is not None and not isinstance(getattr(config, name), (str, Path, torch.device)):
             raise ConfigError(f"{name} must be a string or None, got {getattr(config, name)!r}")
 
-# %% ../nbs/12_slowvae.ipynb #19d5e2df
+# %% ../nbs/12_slowvae.ipynb #dc791825
 def _check_keys(keys):
     """ConfigError for keys that are not SlowVAEConfig fields."""
     valid = [f.name for f in fields(SlowVAEConfig)]
@@ -262,7 +264,7 @@ def _config_init(self, **kwargs):
 
 SlowVAEConfig.__init__ = _config_init
 
-# %% ../nbs/12_slowvae.ipynb #bd2598cf
+# %% ../nbs/12_slowvae.ipynb #8d164de0
 def _from_dict(cls, values: dict | None = None, **overrides) -> SlowVAEConfig:
     """A config from a dictionary (and keyword overrides), rejecting unknown keys."""
     values = {**(values or {}), **overrides}
@@ -284,7 +286,7 @@ SlowVAEConfig.from_dict = classmethod(_from_dict)
 SlowVAEConfig.to_dict = _to_dict
 SlowVAEConfig.betavae = classmethod(_betavae)
 
-# %% ../nbs/12_slowvae.ipynb #157bf760
+# %% ../nbs/12_slowvae.ipynb #89b0bc13
 CHECKPOINT_FORMAT = "superpos.slowvae.checkpoint/1"
 CHECKPOINT_NAME = "checkpoint.pt"
 LOG_NAME = "log.csv"
@@ -298,7 +300,7 @@ def save_checkpoint(path, *, step: int, config: SlowVAEConfig, model: nn.Module,
              "sampler": sampler.state_dict(), "noise": noise.get_state(), "torch": str(torch.__version__)}
     return atomic_write(path, lambda f: torch.save(state, f))
 
-# %% ../nbs/12_slowvae.ipynb #2aef68b2
+# %% ../nbs/12_slowvae.ipynb #5fff2d7c
 _CHECKPOINT_KEYS = ("format", "step", "config", "model", "optimizer", "sampler", "noise")
 
 
@@ -321,7 +323,7 @@ def load_checkpoint(path) -> dict:
                         "pass a checkpoint written by superpos.slowvae.train")
     return state
 
-# %% ../nbs/12_slowvae.ipynb #9a895e6b
+# %% ../nbs/12_slowvae.ipynb #bf17073f
 RESUMABLE_CHANGES = ("n_iterations", "device", "compile", "eval_every", "eval_samples",
                      "checkpoint_every", "output_dir", "resume", "progress")
 
@@ -340,7 +342,7 @@ def _check_resumable(state: dict, config: SlowVAEConfig, path: Path):
         raise ConfigError(f"the checkpoint in {path} is at step {state['step']} but n_iterations is "
                           f"{config.n_iterations}: raise n_iterations, or use another output_dir")
 
-# %% ../nbs/12_slowvae.ipynb #7127efd1
+# %% ../nbs/12_slowvae.ipynb #ed97bad0
 @torch.no_grad()
 def encode(model: VAE, images, *, batch_size: int = 1024) -> np.ndarray:
     """Posterior means (n, z_dim) of images (n, channels, 64, 64), as float64 numpy."""
@@ -354,7 +356,7 @@ def encode(model: VAE, images, *, batch_size: int = 1024) -> np.ndarray:
     model.train(was_training)
     return torch.cat(means).double().numpy() if means else np.zeros((0, model.z_dim))
 
-# %% ../nbs/12_slowvae.ipynb #b110a6f3
+# %% ../nbs/12_slowvae.ipynb #994aa34f
 def eval_set(n_samples: int, *, seed: int = 0, dataset: DSprites | None = None) -> tuple[torch.Tensor, np.ndarray]:
     """A fixed evaluation set: factor rows drawn uniformly (seeded) and their images."""
     dataset = dataset if dataset is not None else DSprites(device="cpu")
@@ -372,7 +374,7 @@ def evaluate(model: VAE, images, factors) -> dict[str, float]:
     return {"mcc": mcc(factors, latents[:, active], method="spearman"),
             "mig": mig(factors, latents[:, active], n_bins=20)}
 
-# %% ../nbs/12_slowvae.ipynb #56f70cfd
+# %% ../nbs/12_slowvae.ipynb #d1f071d3
 def _seeds(seed: int) -> list[int]:
     """Independent 63-bit seeds for model init, pairs and noise, derived from one seed."""
     return [int(s) for s in np.random.SeedSequence(seed).generate_state(3, dtype=np.uint64) >> np.uint64(1)]
@@ -393,7 +395,7 @@ def _build(config: SlowVAEConfig, device: torch.device) -> dict:
     return {"model": model, "optimizer": optimizer, "sampler": sampler, "noise": noise, "step": 0,
             "dataset": DSprites(device=device, cache=config.cache)}
 
-# %% ../nbs/12_slowvae.ipynb #5bb14656
+# %% ../nbs/12_slowvae.ipynb #8e5fa2a6
 def _setup(config: SlowVAEConfig, device: torch.device, folder: Path) -> dict:
     """The run's pieces, restored from `folder`'s checkpoint when resuming."""
     run = _build(config, device)
@@ -412,7 +414,7 @@ def _setup(config: SlowVAEConfig, device: torch.device, folder: Path) -> dict:
     _truncate_log(folder / LOG_NAME, state["step"])
     return run
 
-# %% ../nbs/12_slowvae.ipynb #ee9b9c5a
+# %% ../nbs/12_slowvae.ipynb #80d82a73
 def _truncate_log(path: Path, step: int):
     """Drop log rows after `step` (they belong to steps that will be run again)."""
     if path.exists():
@@ -425,7 +427,7 @@ def _append_log(path: Path, step: int, values: dict[str, float]):
     rows = pd.DataFrame({"step": step, "metric": list(values), "value": [float(v) for v in values.values()]})
     rows.to_csv(path, mode="a", header=not path.exists(), index=False)
 
-# %% ../nbs/12_slowvae.ipynb #5ea3846c
+# %% ../nbs/12_slowvae.ipynb #a0ab687d
 LOSS_TERMS = ("loss", "recon", "kl_normal", "kl_laplace", "entropy", "ce_normal", "ce_laplace")
 
 
@@ -441,7 +443,7 @@ def _make_loss(model: VAE, config: SlowVAEConfig, amp: bool, compile: bool):
 
     return torch.compile(loss_fn) if compile else loss_fn
 
-# %% ../nbs/12_slowvae.ipynb #e799aded
+# %% ../nbs/12_slowvae.ipynb #ee52c9c8
 def _train_step(run: dict, loss_fn, config: SlowVAEConfig) -> torch.Tensor:
     """One optimiser step on a fresh batch of pairs; returns the detached loss terms."""
     images, _ = pair_batch(run["dataset"], run["sampler"], config.batch_size // 2)
@@ -454,7 +456,7 @@ def _train_step(run: dict, loss_fn, config: SlowVAEConfig) -> torch.Tensor:
     run["optimizer"].step()
     return terms.detach()
 
-# %% ../nbs/12_slowvae.ipynb #9930f574
+# %% ../nbs/12_slowvae.ipynb #862c6bcc
 def _evaluate_and_log(run: dict, ev: tuple, step: int, log_path: Path) -> dict:
     """Score the model on the evaluation set and append the scores to the log."""
     scores = evaluate(run["model"], *ev) if ev[0] is not None else {}
@@ -479,7 +481,7 @@ def _resolve(config: SlowVAEConfig, device: torch.device) -> tuple[bool, bool]:
     compile = config.compile if config.compile is not None else device.type == "cuda"
     return amp, compile
 
-# %% ../nbs/12_slowvae.ipynb #e73d703e
+# %% ../nbs/12_slowvae.ipynb #4ef7a686
 def train(config: SlowVAEConfig | dict | None = None, **overrides) -> pd.DataFrame:
     """Train a SlowVAE (beta-VAE for gamma=0) on dSprites pairs; return the tidy log (step, metric, value)."""
     if not isinstance(config, SlowVAEConfig):
@@ -500,7 +502,7 @@ def train(config: SlowVAEConfig | dict | None = None, **overrides) -> pd.DataFra
     logs.attrs.update(output_dir=str(folder), checkpoint=str(folder / CHECKPOINT_NAME), **resolved)
     return logs
 
-# %% ../nbs/12_slowvae.ipynb #3c74b3e6
+# %% ../nbs/12_slowvae.ipynb #01158fe6
 def _loop(run: dict, loss_fn, config: SlowVAEConfig, ev: tuple, folder: Path):
     """The training loop proper (from the run's step to n_iterations)."""
     log_path, start, end = folder / LOG_NAME, run["step"], config.n_iterations
@@ -528,7 +530,7 @@ def _loop(run: dict, loss_fn, config: SlowVAEConfig, ev: tuple, folder: Path):
     if start == end == 0:
         _save(run, config, folder)
 
-# %% ../nbs/12_slowvae.ipynb #5db5c134
+# %% ../nbs/12_slowvae.ipynb #39583813
 def _log_losses(means: torch.Tensor, step: int, speed: float, log_path: Path, bar):
     """Append the mean loss terms and the speed (it/s) since the last row; update the progress bar."""
     means = means.cpu().tolist()
@@ -541,7 +543,7 @@ def _save(run: dict, config: SlowVAEConfig, folder: Path):
     save_checkpoint(folder / CHECKPOINT_NAME, step=run["step"], config=config, model=run["model"],
                     optimizer=run["optimizer"], sampler=run["sampler"], noise=run["noise"])
 
-# %% ../nbs/12_slowvae.ipynb #7bdc00e5
+# %% ../nbs/12_slowvae.ipynb #2c7b6c2e
 def load_model(path, *, device=None) -> VAE:
     """The trained model of a checkpoint (or of a run folder), in eval mode on `device`."""
     state = load_checkpoint(path)
@@ -549,7 +551,7 @@ def load_model(path, *, device=None) -> VAE:
     model.load_state_dict(state["model"])
     return model.to(get_device(device)).eval()
 
-# %% ../nbs/12_slowvae.ipynb #c881fcd7
+# %% ../nbs/12_slowvae.ipynb #d07f6761
 @torch.no_grad()
 def _posterior(model: VAE, images, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Posterior means and log-variances (numpy) of `images`."""
@@ -565,7 +567,7 @@ def _decode_images(model: VAE, z: np.ndarray) -> np.ndarray:
     device = next(model.parameters()).device
     return torch.sigmoid(model.decode(torch.as_tensor(z, dtype=torch.float32, device=device)))[:, 0].float().cpu().numpy()
 
-# %% ../nbs/12_slowvae.ipynb #93626940
+# %% ../nbs/12_slowvae.ipynb #c0d94a73
 def plot_reconstructions(model: VAE, images, *, n: int = 8) -> plt.Figure:
     """Input images (top row) and their reconstructions from the posterior means (bottom row)."""
     images = torch.as_tensor(images)[:n]
@@ -581,7 +583,7 @@ def plot_reconstructions(model: VAE, images, *, n: int = 8) -> plt.Figure:
     axes[1, 0].set_ylabel("recon.")
     return fig
 
-# %% ../nbs/12_slowvae.ipynb #614a58bd
+# %% ../nbs/12_slowvae.ipynb #7212e739
 def plot_traversals(model: VAE, images, *, index: int = 0, n_steps: int = 9) -> plt.Figure:
     """Decoded sweeps of each latent (5%..95% quantile over `images`) around the code of `images[index]`."""
     mu, logvar = _posterior(model, images)
@@ -601,7 +603,7 @@ def plot_traversals(model: VAE, images, *, index: int = 0, n_steps: int = 9) -> 
         axes[row, 0].set_ylabel(f"z{d}\nKL {kl[d]:.1f}", rotation=0, ha="right", va="center", fontsize=8)
     return fig
 
-# %% ../nbs/12_slowvae.ipynb #83b2759c
+# %% ../nbs/12_slowvae.ipynb #1d880a66
 def plot_logs(logs: pd.DataFrame) -> plt.Figure:
     """Loss terms (left) and MCC / MIG (right) against the training step, from a tidy log."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
@@ -618,7 +620,7 @@ def plot_logs(logs: pd.DataFrame) -> plt.Figure:
     fig.tight_layout()
     return fig
 
-# %% ../nbs/12_slowvae.ipynb #3714f121
+# %% ../nbs/12_slowvae.ipynb #d0357181
 COMPARE_MODELS = {"SlowVAE": {"beta": 1.0, "gamma": 10.0}, "beta-VAE": {"beta": 8.0, "gamma": 0.0}}
 
 
@@ -627,6 +629,11 @@ def compare(seeds=(0, 1, 2), n_iterations: int = 300_000, *, device=None, output
     if {"beta", "gamma", "seed"} & set(overrides):
         raise ConfigError("compare sets beta, gamma and seed itself; change COMPARE_MODELS or the seeds instead")
     seeds, root, rows = as_list(seeds, int), core.output_dir(output_dir, "slowvae_compare"), []
+    record = {"seeds": seeds, "n_iterations": int(n_iterations), "models": COMPARE_MODELS,
+              "overrides": {k: str(v) if isinstance(v, Path) else v for k, v in overrides.items()},
+              "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "torch_device": str(get_device(device)),
+              **environment()}
+    atomic_write(root / "compare.yaml", lambda f: yaml.safe_dump(record, f, sort_keys=False), mode="w")
     for name, settings in COMPARE_MODELS.items():
         for seed in seeds:
             logs = train(SlowVAEConfig.from_dict(overrides, **settings, seed=seed, n_iterations=n_iterations,
@@ -638,7 +645,7 @@ def compare(seeds=(0, 1, 2), n_iterations: int = 300_000, *, device=None, output
     atomic_write(root / "compare.csv", lambda f: table.to_csv(f, index=False), mode="w")
     return table
 
-# %% ../nbs/12_slowvae.ipynb #a4b20416
+# %% ../nbs/12_slowvae.ipynb #5f569d68
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard deviation of MCC and MIG per model, with the number of seeds."""
     return table.groupby("model", sort=False).agg(
@@ -659,7 +666,37 @@ def plot_comparison(table: pd.DataFrame) -> plt.Figure:
     fig.tight_layout()
     return fig
 
-# %% ../nbs/12_slowvae.ipynb #c454644d
+# %% ../nbs/12_slowvae.ipynb #d22303da
+def load_comparison(folder) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The final table of a `compare` folder (its record in `attrs`) and every run's log with model and seed."""
+    folder = Path(folder)
+    if not (folder / "compare.csv").exists():
+        raise MissingFileError(f"no compare.csv in {folder}: run `python -m superpos.slowvae compare "
+                               f"--output-dir {folder}` first, or pass the folder of a finished comparison")
+    table = pd.read_csv(folder / "compare.csv")
+    if (folder / "compare.yaml").exists():
+        table.attrs["record"] = yaml.safe_load((folder / "compare.yaml").read_text())
+    logs = [pd.read_csv(path).assign(model=row.model, seed=row.seed) for row in table.itertuples()
+            for path in [folder / f"{row.model}_seed{row.seed}" / LOG_NAME] if path.exists()]
+    columns = ["model", "seed", "step", "metric", "value"]
+    return table, (pd.concat(logs, ignore_index=True)[columns] if logs else pd.DataFrame(columns=columns))
+
+
+def plot_learning_curves(logs: pd.DataFrame, metrics=("mcc", "mig")) -> plt.Figure:
+    """Scores against the training step: a line per run, a colour per model."""
+    metrics = as_list(metrics, str)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.8 * len(metrics), 3), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for i, model in enumerate(dict.fromkeys(logs.model)):
+            rows = logs[(logs.model == model) & (logs.metric == metric)]
+            for j, (_, run) in enumerate(rows.groupby("seed")):
+                ax.plot(run.step, run.value, color=f"C{i}", marker=".", label=None if j else model)
+        ax.set(xlabel="step", ylabel=metric.upper(), ylim=(0, 1))
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/12_slowvae.ipynb #74b0e0eb
 def _parser() -> argparse.ArgumentParser:
     """Command-line options: one per SlowVAEConfig field (values read as YAML scalars)."""
     parser = argparse.ArgumentParser(prog="python -m superpos.slowvae", description="Train SlowVAE / beta-VAE on dSprites pairs.")
@@ -675,7 +712,7 @@ def _parser() -> argparse.ArgumentParser:
                                      default=argparse.SUPPRESS, help=f"default: {f.default!r}")
     return parser
 
-# %% ../nbs/12_slowvae.ipynb #299ce058
+# %% ../nbs/12_slowvae.ipynb #3cc6d4bb
 def main(argv=None) -> int:
     """Entry point of `python -m superpos.slowvae`."""
     args = vars(_parser().parse_args(argv))

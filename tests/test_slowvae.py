@@ -148,12 +148,13 @@ def _losses(folder):
     return logs[logs.metric != "it_per_s"].reset_index(drop=True)
 
 
-def test_resume_reproduces_uninterrupted_run_exactly(tmp_path):
+@pytest.mark.parametrize("amp", [False, True])
+def test_resume_reproduces_uninterrupted_run_exactly(tmp_path, amp):
     whole, split = tmp_path / "whole", tmp_path / "split"
-    train(output_dir=whole, n_iterations=6, **FAST)
-    train(output_dir=split, n_iterations=3, **{**FAST, "checkpoint_every": 3, "log_every": 1})
+    train(output_dir=whole, n_iterations=6, amp=amp, **FAST)
+    train(output_dir=split, n_iterations=3, amp=amp, **{**FAST, "checkpoint_every": 3, "log_every": 1})
     assert _state(split)["step"] == 3
-    train(output_dir=split, n_iterations=6, **FAST)
+    train(output_dir=split, n_iterations=6, amp=amp, **FAST)
     _assert_same_run(whole, split)
     pd.testing.assert_frame_equal(_losses(whole), _losses(split))
 
@@ -216,6 +217,44 @@ def test_short_training_reduces_the_loss_and_logs_metrics(tmp_path):
     model = load_model(logs.attrs["checkpoint"])
     saved = load_checkpoint(tmp_path)["model"]
     assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
+
+
+def test_bfloat16_autocast_computes_the_same_loss(tmp_path):
+    fp32 = train(output_dir=tmp_path / "fp32", n_iterations=3, amp=False, **FAST)
+    bf16 = train(output_dir=tmp_path / "bf16", n_iterations=3, amp=True, **FAST)
+    a, b = (logs[logs.metric != "it_per_s"].value.to_numpy() for logs in (fp32, bf16))
+    np.testing.assert_allclose(b, a, rtol=0.02, atol=0.05)     # same data, init and noise; bf16 rounding only
+    assert not np.array_equal(a, b)
+
+
+def test_run_records_the_resolved_precision(tmp_path):
+    import yaml
+    logs = train(output_dir=tmp_path, n_iterations=1, **FAST)
+    record = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    native = slowvae.native_bf16(torch.device("cpu"))
+    assert record["amp"] is native and logs.attrs["amp"] is native
+    assert record["compile"] is False and record["device"] == "cpu"
+    assert _state(tmp_path)["config"]["amp"] is None        # the checkpoint keeps the setting, not its resolution
+
+
+def test_compare_writes_a_table_a_record_and_logs(tmp_path):
+    import yaml
+    settings = dict(device="cpu", output_dir=tmp_path, progress=False, log_every=1, checkpoint_every=2,
+                    eval_every=2, eval_samples=200)
+    table = slowvae.compare("0,1", 2, **settings)
+    assert table[["model", "seed"]].values.tolist() == [["SlowVAE", 0], ["SlowVAE", 1], ["beta-VAE", 0], ["beta-VAE", 1]]
+    assert table.step.eq(2).all() and table.mcc.between(0, 1).all() and table.mig.between(0, 1).all()
+    record = yaml.safe_load((tmp_path / "compare.yaml").read_text())
+    assert record["seeds"] == [0, 1] and record["n_iterations"] == 2 and "git_commit" in record
+    assert record["models"]["beta-VAE"] == {"beta": 8.0, "gamma": 0.0}
+    loaded, curves = slowvae.load_comparison(tmp_path)
+    pd.testing.assert_frame_equal(loaded, table)
+    assert loaded.attrs["record"]["seeds"] == [0, 1]
+    final = curves[(curves.step == 2) & (curves.metric == "mcc")].merge(table, on=["model", "seed"])
+    assert len(final) == 4
+    np.testing.assert_allclose(final.value.to_numpy(), final.mcc.to_numpy())
+    again = slowvae.compare("0,1", 2, **settings)                  # finished runs resume at their end
+    pd.testing.assert_frame_equal(again, table)
 
 
 def test_command_line_train(tmp_path, capsys):
