@@ -227,6 +227,15 @@ def test_bfloat16_autocast_computes_the_same_loss(tmp_path):
     assert not np.array_equal(a, b)
 
 
+@pytest.mark.parametrize("amp,tolerance", [(False, 1e-3), (True, 2e-2)])
+def test_compiled_training_matches_eager(tmp_path, amp, tolerance):
+    """torch.compile with autocast (the CUDA default) computes what the eager step does; checked on the CPU."""
+    eager = train(output_dir=tmp_path / "eager", n_iterations=3, amp=amp, compile=False, **FAST)
+    compiled = train(output_dir=tmp_path / "compiled", n_iterations=3, amp=amp, compile=True, **FAST)
+    a, b = (logs[logs.metric != "it_per_s"].value.to_numpy() for logs in (eager, compiled))
+    np.testing.assert_allclose(b, a, rtol=tolerance, atol=tolerance)
+
+
 def test_run_records_the_resolved_precision(tmp_path):
     import yaml
     logs = train(output_dir=tmp_path, n_iterations=1, **FAST)
