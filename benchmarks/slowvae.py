@@ -15,10 +15,10 @@ The reference keeps the 737,280 images as a float32 array (12 GB); here they are
 (377 MB, rendered once by superpos.sprites and cached on disk) and unpacked per sample, which costs
 microseconds per image and only makes the reference faster.
 
-superpos runs `superpos.slowvae.train` at its defaults for the device (CPU: fp32, channels-last, no
-compile; CUDA: bfloat16 autocast and torch.compile), with evaluation off. On a CPU with native bfloat16
-(AVX512-BF16 or AMX) the device default is bfloat16 autocast, channels-last, no compile; elsewhere fp32.
-Rounds alternate between the two loops (and which goes first) so that both see the same machine load;
+superpos runs `superpos.slowvae.train` at its defaults for the device, with evaluation off: CUDA,
+bfloat16 autocast and torch.compile; a CPU with native bfloat16 (AVX512-BF16 or AMX), bfloat16 autocast,
+channels-last, no compile (and, to show the autocast's share, a second superpos loop in fp32); any
+other CPU, fp32, channels-last, no compile. Rounds alternate between the two loops (and which goes first) so that both see the same machine load;
 the speed-up is the median of the per-round ratios, which is robust to the load of a shared machine
 changing between rounds.
 
@@ -269,14 +269,15 @@ def main(argv=None):
     solver = ReferenceSolver(device)
     ours, theirs, fp32 = [], [], []
     with_fp32 = not cuda and slowvae.native_bf16(device)   # CPU: also time superpos without autocast, its share
+    reference_warmup = 50 if cuda else warmup
     for r in range(args.rounds):
         if r % 2:
-            theirs.append(reference_round(solver, loader, warmup if not cuda else 50, iterations))
+            theirs.append(reference_round(solver, loader, reference_warmup, iterations))
         ours.append(superpos_round(device, warmup, iterations, seed=r))
         if with_fp32:
             fp32.append(superpos_round(device, warmup, iterations, seed=r, amp=False))
         if not r % 2:
-            theirs.append(reference_round(solver, loader, warmup if not cuda else 50, iterations))
+            theirs.append(reference_round(solver, loader, reference_warmup, iterations))
         print(f"round {r}: superpos {ours[-1]:.2f} it/s, reference {theirs[-1]:.2f} it/s, "
               f"ratio {ours[-1] / theirs[-1]:.2f}" + (f"; superpos fp32 {fp32[-1]:.2f} it/s" if fp32 else ""), flush=True)
     report(device, args, warmup, iterations, ours, theirs, fp32)

@@ -9,7 +9,7 @@ __all__ = ['LOG_2PI', 'CHECKPOINT_FORMAT', 'CHECKPOINT_NAME', 'LOG_NAME', 'RESUM
            'plot_reconstructions', 'plot_traversals', 'plot_logs', 'compare', 'summarize', 'plot_comparison',
            'load_comparison', 'plot_learning_curves', 'main']
 
-# %% ../nbs/12_slowvae.ipynb #44c45fff
+# %% ../nbs/12_slowvae.ipynb #a4c529b6
 import argparse
 import dataclasses
 import difflib
@@ -36,7 +36,7 @@ from .core import ConfigError, DataError, MissingFileError, as_list, atomic_writ
 from .metrics import mcc, mig
 from .sprites import FACTOR_NAMES, DSprites, PairSampler, pair_batch
 
-# %% ../nbs/12_slowvae.ipynb #87476b18
+# %% ../nbs/12_slowvae.ipynb #81029479
 def _encoder(n_channels: int, z_dim: int) -> nn.Sequential:
     """Conv 32, 32, 64, 64 (k4 s2) -> conv 256 (k4) -> linear 2 * z_dim."""
     return nn.Sequential(
@@ -58,7 +58,7 @@ def _decoder(n_channels: int, z_dim: int) -> nn.Sequential:
         nn.ConvTranspose2d(32, 32, 4, 2, 1), nn.ReLU(inplace=True),   # 32 x 32 x 32
         nn.ConvTranspose2d(32, n_channels, 4, 2, 1))                  # n_channels x 64 x 64
 
-# %% ../nbs/12_slowvae.ipynb #d165751a
+# %% ../nbs/12_slowvae.ipynb #5bb57d65
 class VAE(nn.Module):
     """The SlowVAE reference encoder/decoder (BetaVAE_H) for 64x64 images.
 
@@ -78,7 +78,7 @@ class VAE(nn.Module):
         self.decoder = _decoder(self.n_channels, self.z_dim)
         self.reset_parameters()
 
-# %% ../nbs/12_slowvae.ipynb #f88b0882
+# %% ../nbs/12_slowvae.ipynb #881f67ec
 def _reset_parameters(self):
     """Kaiming-normal weights and zero biases for linear and convolution layers (as the reference)."""
     for module in self.modules():
@@ -112,7 +112,7 @@ VAE.encode = _encode
 VAE.decode = _decode
 VAE.forward = _forward
 
-# %% ../nbs/12_slowvae.ipynb #aa88cea8
+# %% ../nbs/12_slowvae.ipynb #75da43a0
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -136,7 +136,7 @@ def laplace_cross_entropy(mu: torch.Tensor, logvar: torch.Tensor, loc: torch.Ten
     folded_mean = s * math.sqrt(2 / math.pi) * torch.exp(-m ** 2 / (2 * s ** 2)) + m * torch.erf(m / (s * math.sqrt(2)))
     return -math.log(rate / 2) + rate * folded_mean
 
-# %% ../nbs/12_slowvae.ipynb #a4a3e6b2
+# %% ../nbs/12_slowvae.ipynb #0c42640b
 def slowvae_loss(images: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, *,
                  beta: float = 1.0, gamma: float = 10.0, rate: float = 6.0) -> dict[str, torch.Tensor]:
     """The SlowVAE loss and its terms (scalars) for a batch of interleaved pairs; gamma=0 is beta-VAE."""
@@ -154,7 +154,7 @@ def slowvae_loss(images: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, l
     return {"loss": loss, "recon": recon, "kl_normal": kl_normal, "kl_laplace": kl_laplace,
             "entropy": entropy, "ce_normal": ce_normal, "ce_laplace": ce_laplace}
 
-# %% ../nbs/12_slowvae.ipynb #c77c4309
+# %% ../nbs/12_slowvae.ipynb #c1f99a71
 @dataclass(kw_only=True)
 class SlowVAEConfig:
     """Settings of one SlowVAE (or beta-VAE, gamma=0) training run on dSprites pairs."""
@@ -187,7 +187,7 @@ class SlowVAEConfig:
     def __post_init__(self):
         _validate(self)
 
-# %% ../nbs/12_slowvae.ipynb #ef4e8645
+# %% ../nbs/12_slowvae.ipynb #23953b0f
 def _check_number(config, name: str, *, integer: bool = False, low: float = -math.inf,
                   low_open: bool = False, high: float = math.inf, allow=()):
     """Validate (and normalise) a numeric field of `config` in place."""
@@ -212,7 +212,7 @@ def _check_flag(config, name: str, *, optional: bool = False):
     if not (isinstance(value, bool) or (optional and value is None)):
         raise ConfigError(f"{name} must be True or False{' or None' if optional else ''}, got {value!r}")
 
-# %% ../nbs/12_slowvae.ipynb #9d417eeb
+# %% ../nbs/12_slowvae.ipynb #db622c23
 def _validate(config: SlowVAEConfig):
     """Check every field of `config` (ConfigError naming the field and the fix)."""
     _check_number(config, "z_dim", integer=True, low=1)
@@ -243,7 +243,7 @@ def _validate(config: SlowVAEConfig):
         if getattr(config, name) is not None and not isinstance(getattr(config, name), (str, Path, torch.device)):
             raise ConfigError(f"{name} must be a string or None, got {getattr(config, name)!r}")
 
-# %% ../nbs/12_slowvae.ipynb #5c8bc567
+# %% ../nbs/12_slowvae.ipynb #8d41a580
 def _check_keys(keys):
     """ConfigError for keys that are not SlowVAEConfig fields."""
     valid = [f.name for f in fields(SlowVAEConfig)]
@@ -264,7 +264,7 @@ def _config_init(self, **kwargs):
 
 SlowVAEConfig.__init__ = _config_init
 
-# %% ../nbs/12_slowvae.ipynb #cf982028
+# %% ../nbs/12_slowvae.ipynb #c63c18d8
 def _from_dict(cls, values: dict | None = None, **overrides) -> SlowVAEConfig:
     """A config from a dictionary (and keyword overrides), rejecting unknown keys."""
     values = {**(values or {}), **overrides}
@@ -286,7 +286,7 @@ SlowVAEConfig.from_dict = classmethod(_from_dict)
 SlowVAEConfig.to_dict = _to_dict
 SlowVAEConfig.betavae = classmethod(_betavae)
 
-# %% ../nbs/12_slowvae.ipynb #5518d689
+# %% ../nbs/12_slowvae.ipynb #66065465
 CHECKPOINT_FORMAT = "superpos.slowvae.checkpoint/1"
 CHECKPOINT_NAME = "checkpoint.pt"
 LOG_NAME = "log.csv"
@@ -300,7 +300,7 @@ def save_checkpoint(path, *, step: int, config: SlowVAEConfig, model: nn.Module,
              "sampler": sampler.state_dict(), "noise": noise.get_state(), "torch": str(torch.__version__)}
     return atomic_write(path, lambda f: torch.save(state, f))
 
-# %% ../nbs/12_slowvae.ipynb #facbd72a
+# %% ../nbs/12_slowvae.ipynb #9f408a35
 _CHECKPOINT_KEYS = ("format", "step", "config", "model", "optimizer", "sampler", "noise")
 
 
@@ -323,7 +323,7 @@ def load_checkpoint(path) -> dict:
                         "pass a checkpoint written by superpos.slowvae.train")
     return state
 
-# %% ../nbs/12_slowvae.ipynb #a7ce9442
+# %% ../nbs/12_slowvae.ipynb #cfccd20f
 RESUMABLE_CHANGES = ("n_iterations", "device", "compile", "eval_every", "eval_samples",
                      "checkpoint_every", "output_dir", "resume", "progress")
 
@@ -342,7 +342,7 @@ def _check_resumable(state: dict, config: SlowVAEConfig, path: Path):
         raise ConfigError(f"the checkpoint in {path} is at step {state['step']} but n_iterations is "
                           f"{config.n_iterations}: raise n_iterations, or use another output_dir")
 
-# %% ../nbs/12_slowvae.ipynb #b792d824
+# %% ../nbs/12_slowvae.ipynb #0324978e
 @torch.no_grad()
 def encode(model: VAE, images, *, batch_size: int = 1024) -> np.ndarray:
     """Posterior means (n, z_dim) of images (n, channels, 64, 64), as float64 numpy."""
@@ -356,7 +356,7 @@ def encode(model: VAE, images, *, batch_size: int = 1024) -> np.ndarray:
     model.train(was_training)
     return torch.cat(means).double().numpy() if means else np.zeros((0, model.z_dim))
 
-# %% ../nbs/12_slowvae.ipynb #0e9f4f7a
+# %% ../nbs/12_slowvae.ipynb #f7bd580a
 def eval_set(n_samples: int, *, seed: int = 0, dataset: DSprites | None = None) -> tuple[torch.Tensor, np.ndarray]:
     """A fixed evaluation set: factor rows drawn uniformly (seeded) and their images."""
     dataset = dataset if dataset is not None else DSprites(device="cpu")
@@ -374,7 +374,7 @@ def evaluate(model: VAE, images, factors) -> dict[str, float]:
     return {"mcc": mcc(factors, latents[:, active], method="spearman"),
             "mig": mig(factors, latents[:, active], n_bins=20)}
 
-# %% ../nbs/12_slowvae.ipynb #296a1c22
+# %% ../nbs/12_slowvae.ipynb #4be05b2e
 def _seeds(seed: int) -> list[int]:
     """Independent 63-bit seeds for model init, pairs and noise, derived from one seed."""
     return [int(s) for s in np.random.SeedSequence(seed).generate_state(3, dtype=np.uint64) >> np.uint64(1)]
@@ -395,7 +395,7 @@ def _build(config: SlowVAEConfig, device: torch.device) -> dict:
     return {"model": model, "optimizer": optimizer, "sampler": sampler, "noise": noise, "step": 0,
             "dataset": DSprites(device=device, cache=config.cache)}
 
-# %% ../nbs/12_slowvae.ipynb #75a2ef6f
+# %% ../nbs/12_slowvae.ipynb #924c030b
 def _setup(config: SlowVAEConfig, device: torch.device, folder: Path) -> dict:
     """The run's pieces, restored from `folder`'s checkpoint when resuming."""
     run = _build(config, device)
@@ -414,7 +414,7 @@ def _setup(config: SlowVAEConfig, device: torch.device, folder: Path) -> dict:
     _truncate_log(folder / LOG_NAME, state["step"])
     return run
 
-# %% ../nbs/12_slowvae.ipynb #ce1fa374
+# %% ../nbs/12_slowvae.ipynb #3a513bf6
 def _truncate_log(path: Path, step: int):
     """Drop log rows after `step` (they belong to steps that will be run again)."""
     if path.exists():
@@ -427,7 +427,7 @@ def _append_log(path: Path, step: int, values: dict[str, float]):
     rows = pd.DataFrame({"step": step, "metric": list(values), "value": [float(v) for v in values.values()]})
     rows.to_csv(path, mode="a", header=not path.exists(), index=False)
 
-# %% ../nbs/12_slowvae.ipynb #f49d104f
+# %% ../nbs/12_slowvae.ipynb #6b80b9ea
 LOSS_TERMS = ("loss", "recon", "kl_normal", "kl_laplace", "entropy", "ce_normal", "ce_laplace")
 
 
@@ -443,7 +443,7 @@ def _make_loss(model: VAE, config: SlowVAEConfig, amp: bool, compile: bool):
 
     return torch.compile(loss_fn) if compile else loss_fn
 
-# %% ../nbs/12_slowvae.ipynb #c010293e
+# %% ../nbs/12_slowvae.ipynb #fb5bbb46
 def _train_step(run: dict, loss_fn, config: SlowVAEConfig) -> torch.Tensor:
     """One optimiser step on a fresh batch of pairs; returns the detached loss terms."""
     images, _ = pair_batch(run["dataset"], run["sampler"], config.batch_size // 2)
@@ -456,7 +456,7 @@ def _train_step(run: dict, loss_fn, config: SlowVAEConfig) -> torch.Tensor:
     run["optimizer"].step()
     return terms.detach()
 
-# %% ../nbs/12_slowvae.ipynb #27847883
+# %% ../nbs/12_slowvae.ipynb #bc937d00
 def _evaluate_and_log(run: dict, ev: tuple, step: int, log_path: Path) -> dict:
     """Score the model on the evaluation set and append the scores to the log."""
     scores = evaluate(run["model"], *ev) if ev[0] is not None else {}
@@ -481,7 +481,7 @@ def _resolve(config: SlowVAEConfig, device: torch.device) -> tuple[bool, bool]:
     compile = config.compile if config.compile is not None else device.type == "cuda"
     return amp, compile
 
-# %% ../nbs/12_slowvae.ipynb #b17be0c7
+# %% ../nbs/12_slowvae.ipynb #8b1c50a8
 def train(config: SlowVAEConfig | dict | None = None, **overrides) -> pd.DataFrame:
     """Train a SlowVAE (beta-VAE for gamma=0) on dSprites pairs; return the tidy log (step, metric, value)."""
     if not isinstance(config, SlowVAEConfig):
@@ -502,7 +502,7 @@ def train(config: SlowVAEConfig | dict | None = None, **overrides) -> pd.DataFra
     logs.attrs.update(output_dir=str(folder), checkpoint=str(folder / CHECKPOINT_NAME), **resolved)
     return logs
 
-# %% ../nbs/12_slowvae.ipynb #29b03825
+# %% ../nbs/12_slowvae.ipynb #e82e33e5
 def _loop(run: dict, loss_fn, config: SlowVAEConfig, ev: tuple, folder: Path):
     """The training loop proper (from the run's step to n_iterations)."""
     log_path, start, end = folder / LOG_NAME, run["step"], config.n_iterations
@@ -530,7 +530,7 @@ def _loop(run: dict, loss_fn, config: SlowVAEConfig, ev: tuple, folder: Path):
     if start == end == 0:
         _save(run, config, folder)
 
-# %% ../nbs/12_slowvae.ipynb #d1007aad
+# %% ../nbs/12_slowvae.ipynb #4c2a0a62
 def _log_losses(means: torch.Tensor, step: int, speed: float, log_path: Path, bar):
     """Append the mean loss terms and the speed (it/s) since the last row; update the progress bar."""
     means = means.cpu().tolist()
@@ -543,7 +543,7 @@ def _save(run: dict, config: SlowVAEConfig, folder: Path):
     save_checkpoint(folder / CHECKPOINT_NAME, step=run["step"], config=config, model=run["model"],
                     optimizer=run["optimizer"], sampler=run["sampler"], noise=run["noise"])
 
-# %% ../nbs/12_slowvae.ipynb #a2a713f3
+# %% ../nbs/12_slowvae.ipynb #8f065502
 def load_model(path, *, device=None) -> VAE:
     """The trained model of a checkpoint (or of a run folder), in eval mode on `device`."""
     state = load_checkpoint(path)
@@ -551,7 +551,7 @@ def load_model(path, *, device=None) -> VAE:
     model.load_state_dict(state["model"])
     return model.to(get_device(device)).eval()
 
-# %% ../nbs/12_slowvae.ipynb #25ec7cac
+# %% ../nbs/12_slowvae.ipynb #972e9bff
 @torch.no_grad()
 def _posterior(model: VAE, images, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Posterior means and log-variances (numpy) of `images`."""
@@ -567,7 +567,7 @@ def _decode_images(model: VAE, z: np.ndarray) -> np.ndarray:
     device = next(model.parameters()).device
     return torch.sigmoid(model.decode(torch.as_tensor(z, dtype=torch.float32, device=device)))[:, 0].float().cpu().numpy()
 
-# %% ../nbs/12_slowvae.ipynb #bc6e1bd8
+# %% ../nbs/12_slowvae.ipynb #213abb13
 def plot_reconstructions(model: VAE, images, *, n: int = 8) -> plt.Figure:
     """Input images (top row) and their reconstructions from the posterior means (bottom row)."""
     images = torch.as_tensor(images)[:n]
@@ -583,7 +583,7 @@ def plot_reconstructions(model: VAE, images, *, n: int = 8) -> plt.Figure:
     axes[1, 0].set_ylabel("recon.")
     return fig
 
-# %% ../nbs/12_slowvae.ipynb #3e5f1ab3
+# %% ../nbs/12_slowvae.ipynb #9662b5ff
 def plot_traversals(model: VAE, images, *, index: int = 0, n_steps: int = 9) -> plt.Figure:
     """Decoded sweeps of each latent (5%..95% quantile over `images`) around the code of `images[index]`."""
     mu, logvar = _posterior(model, images)
@@ -603,7 +603,7 @@ def plot_traversals(model: VAE, images, *, index: int = 0, n_steps: int = 9) -> 
         axes[row, 0].set_ylabel(f"z{d}\nKL {kl[d]:.1f}", rotation=0, ha="right", va="center", fontsize=8)
     return fig
 
-# %% ../nbs/12_slowvae.ipynb #75bfd380
+# %% ../nbs/12_slowvae.ipynb #d5c42dc8
 def plot_logs(logs: pd.DataFrame) -> plt.Figure:
     """Loss terms (left) and MCC / MIG (right) against the training step, from a tidy log."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
@@ -620,8 +620,13 @@ def plot_logs(logs: pd.DataFrame) -> plt.Figure:
     fig.tight_layout()
     return fig
 
-# %% ../nbs/12_slowvae.ipynb #e5161745
+# %% ../nbs/12_slowvae.ipynb #cff5f7de
 COMPARE_MODELS = {"SlowVAE": {"beta": 1.0, "gamma": 10.0}, "beta-VAE": {"beta": 8.0, "gamma": 0.0}}
+
+
+def _run_folder(root: Path, model: str, seed: int) -> Path:
+    """The folder of one run (model, seed) inside a comparison folder."""
+    return Path(root) / f"{model}_seed{seed}"
 
 
 def compare(seeds=(0, 1, 2), n_iterations: int = 300_000, *, device=None, output_dir=None, **overrides) -> pd.DataFrame:
@@ -637,7 +642,7 @@ def compare(seeds=(0, 1, 2), n_iterations: int = 300_000, *, device=None, output
     for name, settings in COMPARE_MODELS.items():
         for seed in seeds:
             logs = train(SlowVAEConfig.from_dict(overrides, **settings, seed=seed, n_iterations=n_iterations,
-                                                 device=device, output_dir=str(root / f"{name}_seed{seed}")))
+                                                 device=device, output_dir=str(_run_folder(root, name, seed))))
             final = logs[logs.step == logs.step.max()].set_index("metric")["value"]
             rows.append({"model": name, "seed": seed, "step": int(logs.step.max()),
                          "mcc": final.get("mcc", np.nan), "mig": final.get("mig", np.nan)})
@@ -645,7 +650,7 @@ def compare(seeds=(0, 1, 2), n_iterations: int = 300_000, *, device=None, output
     atomic_write(root / "compare.csv", lambda f: table.to_csv(f, index=False), mode="w")
     return table
 
-# %% ../nbs/12_slowvae.ipynb #23372785
+# %% ../nbs/12_slowvae.ipynb #623521b8
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard deviation of MCC and MIG per model, with the number of seeds."""
     return table.groupby("model", sort=False).agg(
@@ -666,7 +671,7 @@ def plot_comparison(table: pd.DataFrame) -> plt.Figure:
     fig.tight_layout()
     return fig
 
-# %% ../nbs/12_slowvae.ipynb #4c8af61f
+# %% ../nbs/12_slowvae.ipynb #3b4a6095
 def load_comparison(folder) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The final table of a `compare` folder (its record in `attrs`) and every run's log with model and seed."""
     folder = Path(folder)
@@ -677,7 +682,7 @@ def load_comparison(folder) -> tuple[pd.DataFrame, pd.DataFrame]:
     if (folder / "compare.yaml").exists():
         table.attrs["record"] = yaml.safe_load((folder / "compare.yaml").read_text())
     logs = [pd.read_csv(path).assign(model=row.model, seed=row.seed) for row in table.itertuples()
-            for path in [folder / f"{row.model}_seed{row.seed}" / LOG_NAME] if path.exists()]
+            for path in [_run_folder(folder, row.model, row.seed) / LOG_NAME] if path.exists()]
     columns = ["model", "seed", "step", "metric", "value"]
     return table, (pd.concat(logs, ignore_index=True)[columns] if logs else pd.DataFrame(columns=columns))
 
@@ -696,7 +701,7 @@ def plot_learning_curves(logs: pd.DataFrame, metrics=("mcc", "mig")) -> plt.Figu
     fig.tight_layout()
     return fig
 
-# %% ../nbs/12_slowvae.ipynb #842cea09
+# %% ../nbs/12_slowvae.ipynb #a0452134
 def _parser() -> argparse.ArgumentParser:
     """Command-line options: one per SlowVAEConfig field (values read as YAML scalars)."""
     parser = argparse.ArgumentParser(prog="python -m superpos.slowvae", description="Train SlowVAE / beta-VAE on dSprites pairs.")
@@ -712,7 +717,7 @@ def _parser() -> argparse.ArgumentParser:
                                      default=argparse.SUPPRESS, help=f"default: {f.default!r}")
     return parser
 
-# %% ../nbs/12_slowvae.ipynb #08cb1246
+# %% ../nbs/12_slowvae.ipynb #a5b65946
 def main(argv=None) -> int:
     """Entry point of `python -m superpos.slowvae`."""
     args = vars(_parser().parse_args(argv))
