@@ -5,13 +5,15 @@
 # %% auto #0
 __all__ = ['CACHE_ENV', 'SuperposError', 'ConfigError', 'DataError', 'MissingFileError', 'DownloadError', 'MissingExtraError',
            'get_device', 'seed_everything', 'cache_dir', 'sha256sum', 'atomic_write', 'download', 'as_list',
-           'output_dir']
+           'output_dir', 'project_root', 'git_commit', 'environment']
 
 # %% ../nbs/00_core.ipynb #da080fdb
 import hashlib
 import os
+import platform
 import random
 import shutil
+import subprocess
 import tempfile
 import urllib.request
 from pathlib import Path
@@ -167,3 +169,39 @@ def output_dir(path: str | Path | None, name: str) -> Path:
     path = Path(path) if path else Path("_build") / "results" / name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+# %% ../nbs/00_core.ipynb #56808479
+def project_root(start: str | Path | None = None) -> Path:
+    """The superpos project folder (holding `_toc.yml` and `nbs/`): `start`, the cwd, or the package's checkout."""
+    import superpos
+    package_checkout = Path(superpos.__file__).resolve().parent.parent
+    candidates = [Path(start)] if start is not None else [Path.cwd(), package_checkout]
+    for candidate in candidates:
+        for folder in (candidate, *candidate.parents):
+            if (folder / "_toc.yml").exists() and (folder / "nbs").is_dir():
+                return folder
+    raise MissingFileError("cannot find the superpos project (a folder with _toc.yml and nbs/): "
+                           "run from a checkout of superpos")
+
+
+
+def git_commit(root: str | Path | None = None) -> str | None:
+    """The commit checked out in the superpos project at `root` (None outside a git checkout)."""
+    try:
+        root = project_root(root)
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None
+    except (MissingFileError, OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment() -> dict:
+    """Provenance of a run: package versions, compute device, git commit of the checkout, host."""
+    import superpos
+    versions = {"python": platform.python_version(), "superpos": superpos.__version__,
+                "torch": str(torch.__version__), "numpy": np.__version__}   # plain strings: JSON and YAML
+    for name in ("xarray", "sklearn", "papermill"):
+        module = __import__(name)
+        versions[name] = str(module.__version__)
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.processor() or platform.machine()})"
+    return {"versions": versions, "device": device, "git_commit": git_commit(), "host": platform.node()}
