@@ -1,4 +1,4 @@
-"""Images/s of `superpos.activations.extract` versus a plain forward pass of the same model on the same batches.
+"""Images/s of `superpos.networks.extraction.extract` versus a plain forward pass of the same model on the same batches.
 
     python benchmarks/activations.py                    # CPU, small
     python benchmarks/activations.py --device cuda      # GPU, mixed precision, larger n
@@ -16,9 +16,10 @@ from pathlib import Path
 
 import torch
 
-from superpos.activations import _autocast_dtype, default_layers, extract, load_model
+from superpos.networks.models import autocast_dtype, default_layers, load_model
+from superpos.networks.extraction import extract
 from superpos.core import get_device
-from superpos.images import natural_stimuli
+from superpos.stimuli.natural import natural_stimuli
 
 
 def _sync(device):

@@ -24,7 +24,8 @@ import scipy.sparse as sp
 import torch
 from sklearn.cluster import MiniBatchKMeans
 
-from superpos.directions import SparseAutoencoder, SphericalKMeans, spherical_objective
+from superpos.directions.sae import SparseAutoencoder
+from superpos.directions.kmeans import SphericalKMeans, spherical_objective
 
 
 def synthetic_activations(n, d, n_latents=5000, active=6, seed=0):

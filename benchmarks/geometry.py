@@ -1,17 +1,19 @@
-"""Speed of superpos.geometry's own numpy/torch code against Geomstats (numpy backend), same inputs.
+"""Speed of superpos.geometry's own numpy code against Geomstats (numpy backend), same inputs.
 
-    python benchmarks/geometry.py                 # CPU
-    python benchmarks/geometry.py --device cuda   # FrechetKMeans on the GPU (the rest is numpy)
+    python benchmarks/geometry.py                 # small inputs
+    python benchmarks/geometry.py --size large    # 4x larger sets
 
 Each line: the quantity, Geomstats seconds, superpos seconds, the ratio, and the largest difference
-between the two results (they must agree to 1e-6).
+between the two results (they must agree to 1e-6). The spherical k-means (torch, CPU or GPU) against
+Geomstats's RiemannianKMeans is benchmarked with the direction finders (`benchmarks/directions.py`).
 """
 import argparse
 import time
 
 import numpy as np
 
-from superpos import geometry as geo
+from superpos.geometry import manifolds as geo
+from superpos.geometry.comparison import DirectionSetComparison
 
 
 def timed(fn, repeat=3):
@@ -24,7 +26,7 @@ def timed(fn, repeat=3):
     return best, result
 
 
-def main(device=None, size="small"):
+def main(size="small"):
     rng = np.random.default_rng(0)
     scale = {"small": 1, "large": 4}[size]
     d = 128 * scale
@@ -34,8 +36,7 @@ def main(device=None, size="small"):
     blob = geo.as_directions(np.eye(d)[0] + 0.4 * rng.standard_normal((500 * scale, d)))
     sub_a, sub_b = rng.standard_normal((16, 64)), rng.standard_normal((16, 64))
     grass = geo.grassmannian(64, 16)
-    centres = geo.random_rotation(32, random_state=0)[:6]
-    x = np.concatenate([geo.as_directions(c + 0.2 * rng.standard_normal((300 * scale, 32))) for c in centres])
+    near = geo.as_directions(a[:32] + 0.2 * rng.standard_normal((32, d)))
     cases = {
         f"geodesic distances {len(a)} pairs, d={d}": (
             lambda: sphere.metric.dist(a, b), lambda: geo.geodesic_distance(a, b)),
@@ -46,9 +47,9 @@ def main(device=None, size="small"):
         "Grassmannian distance, k=16, d=64": (
             lambda: grass.metric.dist(geo.grassmannian_point(sub_a), geo.grassmannian_point(sub_b)) / np.sqrt(2),
             lambda: geo.subspace_distance(sub_a, sub_b)),
-        f"k-means k=6 on {len(x)} points, d=32 (device {device or 'auto'})": (
-            lambda: geo.SphericalKMeansGeomstats(6, random_state=0).fit(x).cluster_centers_,
-            lambda: geo.FrechetKMeans(6, random_state=0, device=device).fit(x).cluster_centers_),
+        f"matched angles of 32 directions, d={d}": (
+            lambda: DirectionSetComparison(n_permutations=0, backend="geomstats").fit(a[:32], near).matched_angles_,
+            lambda: DirectionSetComparison(n_permutations=0).fit(a[:32], near).matched_angles_),
     }
     print(f"{'quantity':58s} {'geomstats s':>12s} {'superpos s':>11s} {'ratio':>8s} {'max diff':>9s}")
     for name, (slow, fast) in cases.items():
@@ -60,7 +61,6 @@ def main(device=None, size="small"):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default=None, help="torch device for FrechetKMeans (cpu, cuda, mps)")
     parser.add_argument("--size", default="small", choices=["small", "large"])
     args = parser.parse_args()
-    main(args.device, args.size)
+    main(args.size)

@@ -1,4 +1,4 @@
-"""Speed and memory of superpos.interpretability (II, 2-AFC, MIS) against the public MIS implementation.
+"""Speed and memory of superpos.measures (II, 2-AFC, MIS) against the public MIS implementation.
 
 Data: all 1,280 channels of EfficientNet-Lite0's last feature layer (`_bn1`, spatial mean) on
 `--n-stimuli` natural stimuli (default 5,000, 64 px), and an 840-dimensional perceptual embedding
@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-K, N, QUANTILE, SEED = 9, 100, 0.2, 0
+K, N, QUANTILE, SEED = 9, 100, 0.2, 0   # MachInterp's K, N, quantile = superpos's n_references, n_tasks, extreme_quantile
 
 
 def _rss_mb() -> float:
@@ -64,9 +64,10 @@ def inputs(n_stimuli: int, size: int, device: str) -> Path:
     path = cache_dir("benchmarks") / f"interpretability_{n_stimuli}_{size}.pt"
     if path.exists():
         return path
-    from superpos.activations import extract, load_model
-    from superpos.images import natural_stimuli
-    from superpos.similarity import PerceptualSimilarity
+    from superpos.networks.extraction import extract
+    from superpos.networks.models import load_model
+    from superpos.stimuli.natural import natural_stimuli
+    from superpos.measures.similarity import PerceptualSimilarity
     stimuli = natural_stimuli(n_stimuli, size=size, seed=0)
     t = time.perf_counter()
     acts = extract(load_model("efficientnet_lite0", input_size=None), "_bn1", stimuli, device=device, progress=False)
@@ -99,7 +100,9 @@ def worker(method: str, path: str, device: str, peer_path: str | None, units: in
     _reset_peak()
     out = {"method": method, "units": int(acts.shape[1])}
     if method in ("superpos_mis", "superpos_ii", "superpos_2afc"):
-        from superpos.interpretability import interpretability_index, mis, psychophysics_2afc
+        from superpos.measures.index import interpretability_index
+        from superpos.measures.mis import mis
+        from superpos.measures.twoafc import psychophysics_2afc
         t = time.perf_counter()
         gram = emb @ emb.T
         _sync(device)
@@ -107,7 +110,8 @@ def worker(method: str, path: str, device: str, peer_path: str | None, units: in
         gram_da = xr.DataArray(gram.cpu().numpy(), dims=("stimulus", "stimulus_other"),
                                coords={"stimulus": ids, "stimulus_other": ids}, attrs={"distance_kind": "one_minus"})
         resp = xr.DataArray(acts.cpu().numpy(), dims=("stimulus", "unit"), coords={"stimulus": ids})
-        fn = {"superpos_mis": lambda: mis(resp, None, gram_da, K=K, N=N, quantile=QUANTILE, n_boot=1000, device=device),
+        fn = {"superpos_mis": lambda: mis(resp, None, gram_da, n_references=K, n_tasks=N, extreme_quantile=QUANTILE,
+                                          n_boot=1000, device=device),
               "superpos_ii": lambda: interpretability_index(resp, None, gram_da, n_boot=1000, device=device),
               "superpos_2afc": lambda: psychophysics_2afc(resp, None, gram_da, n_boot=1000, device=device)}[method]
         t = time.perf_counter()
@@ -118,7 +122,7 @@ def worker(method: str, path: str, device: str, peer_path: str | None, units: in
     elif method in ("peer", "superpos_on_peer_tasks"):
         sys.path.insert(0, peer_path)
         import mis as peer
-        from superpos.interpretability import mis_from_tasks
+        from superpos.measures.mis import mis_from_tasks
         y = acts.T.contiguous().float()          # units x stimuli, as the peer expects
         gram = emb @ emb.T
 
@@ -181,13 +185,13 @@ def main():
     args.inputs_path = inputs(args.n_stimuli, args.size, args.device)
     data = torch.load(args.inputs_path, weights_only=False)
     n_units = data["acts"].shape[1]
-    lines = [f"# superpos.interpretability benchmark, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
+    lines = [f"# superpos.measures (II, 2-AFC, MIS) benchmark, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
              f"# machine: {platform.machine()}, {os.cpu_count()} CPU cores (shared), "
              f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, torch threads {torch.get_num_threads()}; "
              f"device: {args.device}",
              f"# data: EfficientNet-Lite0 _bn1, {n_units} units x {data['acts'].shape[0]} stimuli ({args.size} px); "
-             f"embedding: PerceptualSimilarity(grid=1), d={data['emb'].shape[1]}; MIS K={K}, N={N}, "
-             f"quantile={QUANTILE}, alpha=None",
+             f"embedding: PerceptualSimilarity(grid=1), d={data['emb'].shape[1]}; MIS n_references (K)={K}, "
+             f"n_tasks (N)={N}, extreme_quantile={QUANTILE}, alpha=None",
              f"# inputs (once, cached): activations {data.get('t_acts', float('nan')):.1f} s, "
              f"embeddings {data.get('t_emb', float('nan')):.1f} s"]
     ours = {m: run_worker(args, m, n_units, 0) for m in ("superpos_mis", "superpos_ii", "superpos_2afc")}

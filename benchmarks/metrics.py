@@ -1,4 +1,4 @@
-"""Speed of superpos.metrics.mcc / mig on 100k samples x 10 latents, against reference recipes.
+"""Speed of superpos.disentangle.metrics.mcc / mig on 100k samples x 10 latents, against reference recipes.
 
 The references are the straightforward implementations used by the published code:
 - MCC (slow_disentanglement `mcc_metric`): `scipy.stats.spearmanr` / `np.corrcoef` on the stacked
@@ -25,7 +25,8 @@ from scipy.optimize import linear_sum_assignment
 from scipy.stats import spearmanr
 from sklearn.metrics import mutual_info_score
 
-from superpos import metrics as M
+from superpos.disentangle.metrics import mcc, mig
+from superpos.disentangle.sampled_metrics import REPRESENTATION_METRICS, evaluate
 from superpos.core import atomic_write
 
 
@@ -76,17 +77,17 @@ def main():
     z_all = y_all @ mixing + 2.0 * rng.normal(size=(n_all, k))
     y, z = y_all[:n], z_all[:n]
 
-    lines = [f"# superpos.metrics benchmark, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
+    lines = [f"# superpos.disentangle.metrics benchmark, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
              f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores "
              f"(shared), OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; "
              "device: cpu (numpy; no GPU path)",
              f"# data: {n} samples x {k} factors (32 values) x {k} latents; best of {args.repeats}",
              f"{'metric':<22}{'superpos s':>12}{'reference s':>13}{'speed-up':>10}"
              f"{'value':>10}{'|diff|':>10}"]
-    cases = [("mcc spearman", lambda: M.mcc(y, z), lambda: reference_mcc(y, z, "spearman")),
-             ("mcc pearson", lambda: M.mcc(y, z, method="pearson"),
+    cases = [("mcc spearman", lambda: mcc(y, z), lambda: reference_mcc(y, z, "spearman")),
+             ("mcc pearson", lambda: mcc(y, z, method="pearson"),
               lambda: reference_mcc(y, z, "pearson")),
-             ("mig (20 bins)", lambda: M.mig(y, z), lambda: reference_mig(y, z))]
+             ("mig (20 bins)", lambda: mig(y, z), lambda: reference_mig(y, z))]
     for name, ours, ref in cases:
         t_ours, v_ours = best_time(ours, args.repeats)
         t_ref, v_ref = best_time(ref, args.repeats)
@@ -96,8 +97,8 @@ def main():
     if args.full:
         lines.append(f"# evaluate(preset='slowvae', overrides={{'dci': {{'model': 'lasso'}}}}) on {n_all} "
                      "samples, one run each:")
-        for metric in M.REPRESENTATION_METRICS:
-            t, v = best_time(lambda: M.evaluate(y_all, z_all, preset="slowvae", metrics=metric,
+        for metric in REPRESENTATION_METRICS:
+            t, v = best_time(lambda: evaluate(y_all, z_all, preset="slowvae", metrics=metric,
                                                 overrides={"dci": {"model": "lasso"}}), 1)
             shown = ", ".join(f"{key}={val:.3f}" for key, val in v.items())
             lines.append(f"{metric:<22}{t:>12.3f}   {shown}")

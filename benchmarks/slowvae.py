@@ -1,4 +1,4 @@
-"""Training speed (iterations/s, batch 64 = 32 pairs) of superpos.slowvae.train against a faithful
+"""Training speed (iterations/s, batch 64 = 32 pairs) of superpos.disentangle.training.train against a faithful
 re-implementation of the reference training loop (bethgelab/slow_disentanglement), same machine.
 
 The reference loop, as in its `scripts/dataset.py`, `scripts/solver.py` and `main.py`:
@@ -12,10 +12,10 @@ The reference loop, as in its `scripts/dataset.py`, `scripts/solver.py` and `mai
   normal CDF), Adam, and the reference's per-step bookkeeping (`.item()` of every loss term, latent
   means and variances to numpy), `cudnn.benchmark = True`.
 The reference keeps the 737,280 images as a float32 array (12 GB); here they are kept bit-packed
-(377 MB, rendered once by superpos.sprites and cached on disk) and unpacked per sample, which costs
+(377 MB, rendered once by superpos.disentangle.dsprites and cached on disk) and unpacked per sample, which costs
 microseconds per image and only makes the reference faster.
 
-superpos runs `superpos.slowvae.train` at its defaults for the device, with evaluation off: CUDA,
+superpos runs `superpos.disentangle.training.train` at its defaults for the device, with evaluation off: CUDA,
 bfloat16 autocast and torch.compile; a CPU with native bfloat16 (AVX512-BF16 or AMX), bfloat16 autocast,
 channels-last, no compile (and, to show the autocast's share, a second superpos loop in fp32); any
 other CPU, fp32, channels-last, no compile. Rounds alternate between the two loops (and which goes first) so that both see the same machine load;
@@ -43,9 +43,9 @@ from scipy.stats import laplace
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from superpos import slowvae
+from superpos.disentangle import training
 from superpos.core import atomic_write, cache_dir, get_device
-from superpos.sprites import FACTOR_SIZES, DSprites
+from superpos.disentangle.dsprites import FACTOR_SIZES, DSprites
 
 # ---------------------------------------------------------------------------- reference data
 
@@ -235,9 +235,9 @@ def reference_round(solver, loader, warmup: int, iterations: int) -> float:
 
 
 def superpos_round(device, warmup: int, iterations: int, seed: int, amp: bool | None = None) -> float:
-    """Iterations/s of superpos.slowvae.train over `iterations` steps after `warmup` (device defaults)."""
+    """Iterations/s of superpos.disentangle.training.train over `iterations` steps after `warmup` (device defaults)."""
     with tempfile.TemporaryDirectory() as folder:
-        logs = slowvae.train(n_iterations=warmup + iterations, log_every=warmup, eval_samples=0, checkpoint_every=0,
+        logs = training.train(n_iterations=warmup + iterations, log_every=warmup, eval_samples=0, checkpoint_every=0,
                              device=str(device), output_dir=folder, progress=False, seed=seed, amp=amp)
     rows = logs[(logs.metric == "it_per_s") & (logs.step > warmup)].sort_values("step")
     steps = np.diff(np.r_[warmup, rows.step.to_numpy()])
@@ -268,7 +268,7 @@ def main(argv=None):
                         pin_memory=cuda, drop_last=True, collate_fn=custom_collate, persistent_workers=False)
     solver = ReferenceSolver(device)
     ours, theirs, fp32 = [], [], []
-    with_fp32 = not cuda and slowvae.native_bf16(device)   # CPU: also time superpos without autocast, its share
+    with_fp32 = not cuda and training.native_bf16(device)   # CPU: also time superpos without autocast, its share
     reference_warmup = 50 if cuda else warmup
     for r in range(args.rounds):
         if r % 2:
@@ -287,9 +287,9 @@ def report(device, args, warmup, iterations, ours, theirs, fp32):
     a, b = statistics.median(ours), statistics.median(theirs)
     ratios = [x / y for x, y in zip(ours, theirs)]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU"
-    lines = [f"# superpos.slowvae training benchmark, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
+    lines = [f"# superpos.disentangle.training benchmark, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
              f"# device: {device} ({name}); cores: {torch.get_num_threads()} torch threads; torch {torch.__version__}",
-             f"# superpos precision: {'bfloat16 autocast' if slowvae.native_bf16(device) else 'fp32'}; "
+             f"# superpos precision: {'bfloat16 autocast' if training.native_bf16(device) else 'fp32'}; "
              f"reference: fp32",
              f"# batch 64 (32 pairs), SlowVAE loss; {args.rounds} alternating rounds of {iterations} steps after "
              f"{warmup} warm-up steps; median round; load average {os.getloadavg()[0]:.1f} at the end "

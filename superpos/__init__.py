@@ -1,1 +1,51 @@
+"""superpos: interpretable directions in neural networks and brains, automated interpretability, SlowVAE.
+
+The main public names are available at the top level and load lazily on first use, so that
+`import superpos` is fast: `import superpos as sp; sp.extract(...); sp.mis(...); sp.KMeansDirections()`.
+Constants, and names that two modules share (`evaluate`, `load_model`, `main`) are used from their modules.
+"""
 __version__ = "0.1.0"
+
+import lazy_loader as _lazy
+
+_SUBMODULES = ['core', 'responses', 'cli', 'stimuli', 'networks', 'directions', 'measures', 'analyses', 'brain', 'disentangle', 'geometry']
+
+_ATTRIBUTES = {
+    "core": ['SuperposError', 'ConfigError', 'DataError', 'MissingFileError', 'DownloadError', 'MissingExtraError', 'get_device', 'seed_everything', 'cache_dir', 'sha256sum', 'atomic_write', 'download', 'as_list', 'output_dir', 'project_root', 'git_commit', 'environment'],
+    "responses": ['as_responses', 'response_dim', 'check_varying', 'align_responses', 'align_pair', 'label_like'],
+    "stimuli.natural": ['bundled_photos', 'photo_stimuli', 'photo_patches', 'dead_leaves', 'gratings', 'textures', 'natural_stimuli', 'power_spectrum'],
+    "stimuli.sets": ['StimulusSet', 'concat_stimuli', 'resize_images', 'to_uint8', 'check_count_and_size', 'as_stimulus_set', 'image_folder', 'imagenet_val', 'cifar10', 'image_grid'],
+    "networks.extraction": ['save_activations', 'load_activations', 'extract'],
+    "networks.models": ['Preprocess', 'VisionModel', 'cifar_resnet50', 'layer_names', 'default_layers', 'first_tensor', 'autocast_dtype', 'predict'],
+    "directions.base": ['check_finder_input', 'label_codes', 'DirectionFinder', 'normalise_rows', 'unit_rows', 'IdentityDirections', 'RandomRotation'],
+    "directions.kmeans": ['KMeansDirections', 'spherical_objective', 'keep_torch_dtype', 'import_geomstats', 'SphericalKMeans'],
+    "directions.linear": ['PCADirections', 'ICADirections', 'NMFDirections'],
+    "directions.registry": ['make_direction_finder'],
+    "directions.sae": ['SparseAutoencoder'],
+    "directions.toy": ['sample_features', 'ToyModel', 'train_toy_model', 'recovery_score', 'toy_recovery'],
+    "measures.extremes": ['MeasureInputs', 'prepare_inputs', 'response_coords', 'rank_order', 'extreme_stimuli', 'ranked_stimuli', 'resample_means', 'percentile_interval', 'feature_stimuli', 'stimulus_classes', 'planted_responses', 'random_responses'],
+    "measures.human": ['download_imi', 'load_imi', 'imi_unit_scores', 'bootstrap_mean', 'imi_model_scores', 'synthetic_imi', 'download_borowski', 'load_borowski', 'load_borowski_mapping', 'borowski_unit_scores', 'synthetic_borowski', 'compare_scores', 'separation_auc', 'trial_agreement'],
+    "measures.index": ['interpretability_index'],
+    "measures.mis": ['sample_mis_tasks', 'mis_from_tasks', 'mis', 'calibrate_alpha'],
+    "measures.similarity": ['stimulus_fingerprint', 'similarity_to_distance', 'SimilarityBackend', 'PixelSimilarity', 'ColorHistogramSimilarity', 'PerceptualSimilarity', 'LPIPSAlexNet', 'DreamSim', 'get_similarity', 'similarity_matrix'],
+    "measures.twoafc": ['psychophysics_2afc'],
+    "analyses.cnn": ['load_stimuli', 'n_directions_for', 'top_source_fraction', 'source_balanced_index', 'cnn_analysis'],
+    "analyses.comparison": ['score_responses', 'participation_ratio', 'bootstrap_mean_difference', 'unpaired_comparison', 'compare_methods', 'matched_pairs', 'paired_comparison', 'compare_to_reference'],
+    "brain.dandi": ['find_natural_scenes_sessions', 'AtomicDiskCache', 'open_remote_nwb', 'dandi_asset_url', 'load_dandi_session'],
+    "brain.nwb": ['split_layout_path', 'check_window', 'NWBLayout', 'open_nwb', 'detect_layout', 'read_nwbfile', 'load_nwb'],
+    "brain.reliability": ['split_halves', 'split_half_reliability', 'to_stimulus_set', 'attach_images'],
+    "brain.synthetic": ['write_synthetic_nwb', 'planted_truth'],
+    "disentangle.dsprites": ['grid_strides', 'check_factors', 'factor_values', 'render_direct', 'render_templates', 'from_templates', 'pack_images', 'unpack_images', 'DSprites'],
+    "disentangle.metrics": ['as_sample_matrix', 'check_factors_latents', 'rank_columns', 'correlation_matrix', 'mcc_detailed', 'mcc', 'histogram_discretize', 'discretize_factors', 'entropy_codes', 'mutual_info_codes', 'mig_detailed', 'mig', 'dci_from_importance', 'dci_detailed', 'dci', 'sap_detailed', 'sap', 'modularity_from_mi', 'modularity_detailed', 'modularity', 'explicitness_detailed', 'explicitness'],
+    "disentangle.model": ['vae_encoder', 'vae_decoder', 'encode', 'gaussian_entropy', 'normal_cross_entropy', 'laplace_cross_entropy', 'slowvae_loss'],
+    "disentangle.natural": ['dataset_file', 'read_natural_sprites_csv', 'sparse_steps', 'write_natural_sprites_fixture', 'natural_shape_table', 'polygon_coverage', 'render_natural_sprites', 'filter_area', 'quantise_pairs', 'NaturalSprites', 'write_kitti_fixture', 'check_kitti', 'KittiMasks', 'transition_sparsity', 'natural_transitions'],
+    "disentangle.pairs": ['PairBatch', 'PairDataset', 'check_pairs', 'draw_index', 'laplace_weights', 'laplace_transition', 'uniform_transition', 'PairSampler', 'DSpritesPairs'],
+    "disentangle.runs": ['plot_reconstructions', 'plot_traversals', 'plot_logs', 'compare', 'summarize', 'plot_comparison', 'load_comparison', 'plot_learning_curves'],
+    "disentangle.sampled_metrics": ['beta_vae_score_detailed', 'beta_vae_score', 'factor_vae_score_detailed', 'factor_vae_score', 'evaluate_model'],
+    "disentangle.training": ['SlowVAEConfig', 'make_pair_dataset', 'eval_set', 'save_checkpoint', 'load_checkpoint', 'native_bf16', 'train'],
+    "geometry.comparison": ['match_directions', 'check_rng', 'random_rotation', 'randomly_rotate', 'null_p_value', 'check_n_permutations', 'axis_alignment', 'axis_alignment_null', 'compare_direction_sets', 'rotation_nulls', 'DirectionSetComparison', 'plot_matched_angles'],
+    "geometry.manifolds": ['hypersphere', 'grassmannian', 'stiefel', 'as_directions', 'check_same_space', 'direction_labels', 'geodesic_distance', 'pairwise_geodesic_distances', 'sphere_log', 'sphere_exp', 'frechet_mean', 'geomstats_frechet_mean', 'stiefel_frame', 'grassmannian_point', 'principal_angles', 'subspace_distance', 'geomstats_subspace_distance', 'sphere_embedding', 'orient'],
+    "geometry.representations": ['direction_responses', 'match_responses', 'linear_cka', 'rdm', 'rsa', 'response_nulls', 'ResponseComparison'],
+}
+
+__getattr__, __dir__, __all__ = _lazy.attach(__name__, submodules=_SUBMODULES, submod_attrs=_ATTRIBUTES)

@@ -32,20 +32,20 @@ def test_help_on_every_command(command):
     assert "usage: superpos" in result.stdout
 
 
-def test_run_images_notebook_with_parameter(tmp_path):
-    result = superpos("run", "nbs/01_images.ipynb", "-p", "n_stimuli", "300", "-p", "image_size", "32", "--out", str(tmp_path))
+def test_run_stimuli_notebook_with_parameter(tmp_path):
+    result = superpos("run", "nbs/11_stimuli_natural.ipynb", "-p", "n_stimuli", "300", "-p", "image_size", "32", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    run = next((tmp_path / "01_images").iterdir())
+    run = next((tmp_path / "11_stimuli_natural").iterdir())
     record = json.loads((run / "run.json").read_text())
     assert record["status"] == "ok"
     assert record["parameters"]["n_stimuli"] == 300
     assert {"torch", "numpy", "superpos"} <= set(record["versions"])
-    executed = nbformat.read(run / "01_images.ipynb", as_version=4)
+    executed = nbformat.read(run / "11_stimuli_natural.ipynb", as_version=4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
 
 
 def test_unknown_parameter_lists_valid_ones(tmp_path):
-    result = superpos("run", "nbs/01_images.ipynb", "-p", "n_stimul", "3", "--out", str(tmp_path))
+    result = superpos("run", "nbs/11_stimuli_natural.ipynb", "-p", "n_stimul", "3", "--out", str(tmp_path))
     assert result.returncode == 1
     assert "unknown parameter(s) ['n_stimul']" in result.stderr
     assert "n_stimuli (default 2000)" in result.stderr
@@ -81,5 +81,5 @@ def test_yaml_and_list_parameters(tmp_path):
 def test_list_shows_parameters():
     result = superpos("list")
     assert result.returncode == 0
-    assert "nbs/01_images.ipynb" in result.stdout
+    assert "nbs/11_stimuli_natural.ipynb" in result.stdout
     assert "n_stimuli = 2000" in result.stdout

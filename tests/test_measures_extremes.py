@@ -1,0 +1,83 @@
+"""superpos.measures.extremes (notebook 41): inputs checked by the responses contract, ranks, extremes, intervals."""
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from measures_data import labelled, random_gram
+
+from superpos.core import ConfigError, DataError
+from superpos.measures.extremes import (extreme_stimuli, feature_stimuli, percentile_interval, planted_responses,
+                                        prepare_inputs, rank_order, ranked_stimuli, resample_means)
+from superpos.responses import check_varying
+
+
+def test_responses_are_aligned_to_the_similarity_ids():
+    gram = random_gram(30, seed=1)
+    ids = gram.stimulus.values
+    vals = np.random.default_rng(2).normal(size=(30, 3))
+    perm = np.random.default_rng(3).permutation(30)
+    a = prepare_inputs(labelled(vals, ids), None, gram)
+    b = prepare_inputs(labelled(vals[perm], ids[perm]), None, gram)
+    torch.testing.assert_close(a.values, b.values)
+    assert list(a.ids) == list(ids) and a.dim == "unit" and a.kind == "one_minus"
+
+
+@pytest.mark.parametrize("dim", ["unit", "neuron", "direction", "latent"])
+def test_every_response_dim_is_accepted(dim):
+    gram = random_gram(20, seed=4)
+    vals = np.random.default_rng(5).normal(size=(20, 2))
+    inputs = prepare_inputs(labelled(vals, gram.stimulus.values, dim), None, gram)
+    assert inputs.dim == dim and inputs.names.dims == (dim,)
+
+
+def test_bad_responses_get_the_contract_messages():
+    gram = random_gram(20, seed=6)
+    ids = gram.stimulus.values
+    vals = np.random.default_rng(7).normal(size=(20, 2))
+    bad = {"extra dim": xr.DataArray(vals, dims=("image", "unit")),
+           "NaN": labelled(np.where(np.arange(40).reshape(20, 2) == 3, np.nan, vals), ids),
+           "constant": labelled(np.c_[vals[:, 0], np.ones(20)], ids),
+           "other dim name": xr.DataArray(vals, dims=("stimulus", "channel"), coords={"stimulus": ids})}
+    for name, resp in bad.items():
+        with pytest.raises(DataError) as ours:
+            prepare_inputs(resp, None, gram)
+        with pytest.raises(DataError) as contract:   # the contract itself rejects it with the same message
+            check_varying(resp)
+        assert str(ours.value) == str(contract.value), name
+    with pytest.raises(DataError, match="no 'stimulus' coordinate"):
+        prepare_inputs(vals, None, gram)
+    with pytest.raises(DataError, match="too few"):
+        prepare_inputs(labelled(vals, ids), None, gram, min_stimuli=21)
+    with pytest.raises(ConfigError, match="stimuli are needed"):
+        prepare_inputs(labelled(vals, ids), None, "pixel")
+    with pytest.raises(DataError, match="StimulusSet"):
+        prepare_inputs(labelled(vals, ids), "not a stimulus set", gram)
+
+
+def test_similarity_must_cover_the_stimuli():
+    stim = feature_stimuli(16, size=8, seed=0)
+    gram = random_gram(16, seed=8)
+    resp = planted_responses(stim, n_units=2)
+    with pytest.raises(DataError, match="not in the similarity matrix"):
+        prepare_inputs(resp, stim, gram)
+    with pytest.raises(DataError, match="stimulus_other"):
+        prepare_inputs(resp, stim, gram.rename(stimulus_other="other"))
+
+
+def test_ranks_and_extremes_agree_and_break_ties_at_random():
+    vals = torch.as_tensor(np.random.default_rng(9).normal(size=(50, 4)))
+    order = rank_order(vals)
+    top, bottom = extreme_stimuli(vals, 5)
+    torch.testing.assert_close(top, order[:5].T)
+    torch.testing.assert_close(bottom, order.flip(0)[:5].T)
+    torch.testing.assert_close(ranked_stimuli(order, torch.arange(3).expand(4, 3)), order[:3].T)
+    ties = torch.zeros(1000, 1)
+    firsts = {int(rank_order(ties, seed=s)[0, 0]) for s in range(20)}
+    assert len(firsts) > 10                               # not the first stimulus in file order
+
+
+def test_bootstrap_interval_covers_the_mean():
+    x = torch.as_tensor(np.random.default_rng(10).normal(size=(200, 100)))
+    low, high = percentile_interval(resample_means(x, 500, torch.Generator().manual_seed(0)), 0.9)
+    covered = (low < 0) & (0 < high)
+    assert 0.8 < covered.mean() < 0.98

@@ -1,0 +1,156 @@
+"""superpos.measures.mis (notebook 44): MIS formula and task sampling, alpha calibration, and the three measures
+side by side (chance, planted ground truth, invariances, id alignment, bad input)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from measures_data import labelled, random_gram
+from sklearn.metrics import roc_auc_score
+
+from superpos.core import ConfigError, DataError
+from superpos.measures.extremes import (feature_stimuli, planted_responses, random_responses, rank_order,
+                                        ranked_stimuli)
+from superpos.measures.index import interpretability_index
+from superpos.measures.mis import calibrate_alpha, mis, mis_from_tasks, sample_mis_tasks
+from superpos.measures.similarity import similarity_matrix
+from superpos.measures.twoafc import psychophysics_2afc
+
+MEASURES = {"II": interpretability_index, "2-AFC": psychophysics_2afc, "MIS": mis}
+
+
+@pytest.fixture(scope="module")
+def planted_setup():
+    stim = feature_stimuli(800, size=32, seed=1)
+    return stim, similarity_matrix(stim, "perceptual")
+
+
+def test_mis_matches_formula_and_sampling():
+    gram = random_gram(100, seed=7)
+    g = torch.as_tensor(gram.values, dtype=torch.float32)
+    pos = sample_mis_tasks(5, 50, 20, 9, seed=0)
+    assert pos.shape == (5, 50, 10)
+    assert (pos.diff(dim=-1) > 0).all() and pos.min() >= 0 and pos.max() < 20   # distinct, sorted, in range
+    vals = torch.as_tensor(np.random.default_rng(8).normal(size=(100, 5)))
+    order = rank_order(vals)
+    top, bottom = ranked_stimuli(order, pos), ranked_stimuli(order.flip(0), pos)
+    score, delta = mis_from_tasks(g, top, bottom, alpha=0.3)
+    for u in range(5):
+        for t in range(0, 50, 7):
+            ep, qp, em, qm = top[u, t, :9], top[u, t, 9], bottom[u, t, :9], bottom[u, t, 9]
+            d = (g[qp, ep].mean() - g[qp, em].mean()) - (g[qm, ep].mean() - g[qm, em].mean())
+            assert float(delta[u, t]) == pytest.approx(float(d), abs=1e-6)
+            assert float(vals[qp, u]) <= float(vals[ep, u].min())   # query is the least extreme of its side
+    torch.testing.assert_close(score, torch.sigmoid(0.3 * delta).mean(-1))
+    # sampling is uniform over subsets: every position is drawn about equally often
+    counts = torch.bincount(sample_mis_tasks(200, 100, 20, 4, seed=1).flatten(), minlength=20).double()
+    assert (counts / counts.mean() - 1).abs().max() < 0.05
+
+
+def test_mis_reports_its_settings_and_tasks():
+    gram = random_gram(100, seed=3)
+    resp = labelled(np.random.default_rng(4).normal(size=(100, 3)), gram.stimulus.values, "direction")
+    res = mis(resp, None, gram, n_references=4, n_tasks=30, extreme_quantile=0.1, n_boot=0, return_tasks=True)
+    assert res.delta.dims == ("direction", "task") and res.delta.shape == (3, 30)
+    assert {k: res.attrs[k] for k in ("n_references", "n_tasks", "extreme_quantile")} == \
+        {"n_references": 4, "n_tasks": 30, "extreme_quantile": 0.1}
+
+
+def test_chance_levels():
+    gram = random_gram(1000)
+    ids = gram.stimulus.values
+    resp = labelled(np.random.default_rng(1).normal(size=(1000, 400)), ids)
+    assert abs(float(psychophysics_2afc(resp, None, gram, n_boot=0).score.mean()) - 0.5) < 0.03
+    assert abs(float(mis(resp, None, gram, n_boot=0).score.mean()) - 0.5) < 0.03
+    ii = interpretability_index(resp, None, gram, n_boot=0)
+    assert abs(float(ii.score.mean()) - float(ii.baseline)) < 4 * float(ii.score.std()) / math.sqrt(400)
+    assert abs(float(ii.distance.mean()) - float(ii.baseline_distance)) < 4 * float(ii.distance.std()) / math.sqrt(400)
+
+
+def test_planted_ground_truth(planted_setup):
+    stim, gram = planted_setup
+    mixings = (0.0, 0.25, 0.5, 1.0)
+    for name, fn in MEASURES.items():
+        scores = [fn(planted_responses(stim, n_units=30, mixing=m, seed=5), stim, gram, n_boot=0).score.values
+                  for m in mixings]
+        auc = roc_auc_score(np.r_[np.ones(30), np.zeros(30)], np.r_[scores[0], scores[-1]])
+        assert auc >= 0.95, (name, auc)
+        means = [s.mean() for s in scores]
+        assert all(a >= b - 1e-6 for a, b in zip(means, means[1:])) and means[0] > means[-1] + 0.05, (name, means)
+
+
+def test_scaling_and_shift_invariance_and_sign_flip(planted_setup):
+    stim, gram = planted_setup
+    resp = planted_responses(stim, n_units=12, seed=2)
+    for fn in MEASURES.values():
+        base = fn(resp, stim, gram, n_boot=50)
+        moved = fn(0.01 * resp + 5.0, stim, gram, n_boot=50)
+        np.testing.assert_array_equal(base.score.values, moved.score.values)
+        np.testing.assert_array_equal(base.ci_low.values, moved.ci_low.values)
+    # sign flip: 2-AFC and MIS are symmetric in the two ends, II scores the other end
+    for name in ("2-AFC", "MIS"):
+        a = MEASURES[name](resp, stim, gram, n_boot=0).score.values
+        b = MEASURES[name](-resp, stim, gram, n_boot=0).score.values
+        assert abs(a.mean() - b.mean()) < 0.05, name
+    ii_up = interpretability_index(resp, stim, gram, n_boot=0).score.values
+    ii_down = interpretability_index(-resp, stim, gram, n_boot=0).score.values
+    assert ii_up.mean() > ii_down.mean() + 0.05
+
+
+def test_ids_are_aligned_and_dims_kept():
+    gram = random_gram(120, seed=9)
+    ids = gram.stimulus.values
+    vals = np.random.default_rng(10).normal(size=(120, 4))
+    resp = labelled(vals, ids, dim="neuron")
+    perm = np.random.default_rng(11).permutation(120)
+    for fn in (interpretability_index, mis):
+        a = fn(resp, None, gram, n_boot=0)
+        b = fn(resp.isel(stimulus=perm), None, gram, n_boot=0)
+        assert a.score.dims == ("neuron",)
+        np.testing.assert_array_equal(a.score.values, b.score.values)
+
+
+def test_bad_input():
+    gram = random_gram(100, seed=12)
+    ids = gram.stimulus.values
+    vals = np.random.default_rng(13).normal(size=(100, 3))
+    nan = vals.copy()
+    nan[5, 1] = np.nan
+    for fn in MEASURES.values():
+        with pytest.raises(DataError, match="NaN"):
+            fn(labelled(nan, ids), None, gram)
+        with pytest.raises(DataError, match="respond identically"):
+            fn(labelled(np.c_[vals[:, :2], np.ones(100)], ids), None, gram)
+        with pytest.raises(DataError, match="do not match"):
+            fn(labelled(vals, np.array([f"y{i}" for i in range(100)])), None, gram)
+        with pytest.raises(DataError, match="do not match"):
+            fn(labelled(vals[:90], ids[:90]), None, gram)
+        with pytest.raises(DataError, match="no 'stimulus' coordinate"):
+            fn(vals, None, gram)                                       # a bare array has no stimulus ids
+    with pytest.raises(DataError, match="too few|cannot draw"):
+        mis(labelled(vals[:30], ids[:30]), None, gram.isel(stimulus=slice(0, 30), stimulus_other=slice(0, 30)))
+    with pytest.raises(DataError, match="stimulus"):
+        mis(xr.DataArray(vals, dims=("image", "unit")), None, gram)
+    with pytest.raises(ConfigError, match="stimuli are needed"):
+        mis(labelled(vals, ids), None, "pixel")
+    with pytest.raises(ConfigError, match="extreme_quantile"):
+        mis(labelled(vals, ids), None, gram, extreme_quantile=0.7)
+    with pytest.raises(ConfigError, match="n_references and n_tasks"):
+        mis(labelled(vals, ids), None, gram, n_tasks=0)
+
+
+def test_calibrate_alpha_recovers_slope():
+    rng = np.random.default_rng(14)
+    d = rng.normal(0, 2, 30000)
+    correct = rng.random(30000) < 1 / (1 + np.exp(-1.3 * d))
+    assert calibrate_alpha(d, correct) == pytest.approx(1.3, abs=0.06)
+    with pytest.raises(DataError):
+        calibrate_alpha(d, correct[:10])
+
+
+def test_random_responses_are_chance_for_planted_stimuli(planted_setup):
+    stim, gram = planted_setup
+    res = mis(random_responses(stim, n_units=200, seed=3), stim, gram, n_boot=100)
+    assert abs(float(res.score.mean()) - 0.5) < 0.03
+    assert ((res.ci_low <= res.score) & (res.score <= res.ci_high)).all()
