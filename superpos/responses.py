@@ -6,17 +6,17 @@
 __all__ = ['STIMULUS', 'RESPONSE_DIMS', 'as_responses', 'response_dim', 'check_varying', 'align_responses', 'align_pair',
            'label_like']
 
-# %% ../nbs/01_responses.ipynb #e37da3cb
+# %% ../nbs/01_responses.ipynb #d747029a
 import numpy as np
 import xarray as xr
 
 from .core import DataError
 
-# %% ../nbs/01_responses.ipynb #2a9f1169
+# %% ../nbs/01_responses.ipynb #a138779e
 STIMULUS = "stimulus"
 RESPONSE_DIMS = ("unit", "neuron", "direction", "latent")
 
-# %% ../nbs/01_responses.ipynb #d4a1e7b6
+# %% ../nbs/01_responses.ipynb #9f2d8b0e
 def _values(responses, name: str) -> np.ndarray:
     """The values of a non-DataArray input as a numpy array (torch tensors are moved to the CPU)."""
     if hasattr(responses, "detach") and hasattr(responses, "cpu"):
@@ -46,7 +46,7 @@ def _as_dataarray(responses, name: str, dim: str | None) -> xr.DataArray:
         raise DataError(f"{name} must have a {dim!r} dim, got {others[0]!r}: rename it with da.rename({others[0]}={dim!r})")
     return responses.transpose(STIMULUS, others[0])
 
-# %% ../nbs/01_responses.ipynb #922e1078
+# %% ../nbs/01_responses.ipynb #55c54fe3
 def as_responses(responses, *, name: str = "responses", dim: str | None = None, min_stimuli: int = 1,
                  dtype=None) -> xr.DataArray:
     """Validate responses (stimulus x unit/neuron/direction/latent); return a finite, floating DataArray.
@@ -78,7 +78,7 @@ def response_dim(responses) -> str:
     """The name of the response dim of `responses` (`unit`, `neuron`, `direction` or `latent`)."""
     return _as_dataarray(responses, "responses", None).dims[1]
 
-# %% ../nbs/01_responses.ipynb #afe44887
+# %% ../nbs/01_responses.ipynb #032b838c
 def check_varying(responses, *, name: str = "responses") -> None:
     """Raise a DataError if any response column is constant across stimuli (nothing to rank)."""
     da = as_responses(responses, name=name)
@@ -90,7 +90,7 @@ def check_varying(responses, *, name: str = "responses") -> None:
         raise DataError(f"{int(flat.sum())} {dim}(s) of {name} respond identically to every stimulus "
                         f"(e.g. {names[:3].tolist()}): drop them before scoring (they cannot be ranked)")
 
-# %% ../nbs/01_responses.ipynb #515a29f6
+# %% ../nbs/01_responses.ipynb #dbb973a5
 def _ids(responses: xr.DataArray, name: str) -> np.ndarray:
     """The stimulus ids of `responses` as strings (error if there are none or they repeat)."""
     if STIMULUS not in responses.coords:
@@ -103,9 +103,20 @@ def _ids(responses: xr.DataArray, name: str) -> np.ndarray:
 
 
 def align_responses(responses, ids, *, name: str = "responses") -> xr.DataArray:
-    """`responses` reordered to the stimulus `ids` (error naming examples if the id sets differ)."""
+    """`responses` in the order of the stimulus `ids` (error naming examples if the id sets differ).
+
+    Responses without a `stimulus` coordinate (e.g. a numpy array) are taken to be in the order of `ids`
+    and must have one row per id; they come back labelled with the ids.
+    """
     da = as_responses(responses, name=name)
-    have, want = _ids(da, name), np.asarray(ids).astype(str)
+    want = np.asarray(ids).astype(str)
+    if STIMULUS not in da.coords:   # a plain array: its rows are the stimuli in the set's order
+        if da.sizes[STIMULUS] != len(want):
+            raise DataError(f"{name} have {da.sizes[STIMULUS]} rows but the stimulus set has {len(want)} stimuli "
+                            "(and no 'stimulus' coordinate to match them by): pass one row per stimulus, in the "
+                            "set's order, or assign the ids with responses.assign_coords(stimulus=stimuli.ids)")
+        return da.assign_coords({STIMULUS: want})
+    have = _ids(da, name)
     if len(have) != len(want) or set(have) != set(want):
         extra, missing = sorted(set(have.tolist()) - set(want.tolist())), sorted(set(want.tolist()) - set(have.tolist()))
         raise DataError(f"the {name}' stimulus ids do not match the stimulus set ({len(have)} vs {len(want)} "
@@ -118,16 +129,18 @@ def align_responses(responses, ids, *, name: str = "responses") -> xr.DataArray:
 
 
 def align_pair(a, b, *, names=("a", "b")) -> tuple[xr.DataArray, xr.DataArray]:
-    """Two responses on the same stimuli, `b` in the order of `a` (by id; by position if neither has ids)."""
+    """Two responses on the same stimuli, `b` in the order of `a` (by id; by position where one has no ids)."""
     a, b = as_responses(a, name=names[0]), as_responses(b, name=names[1])
     if STIMULUS not in a.coords and STIMULUS not in b.coords:
         if a.sizes[STIMULUS] != b.sizes[STIMULUS]:
             raise DataError(f"{names[0]} and {names[1]} have {a.sizes[STIMULUS]} and {b.sizes[STIMULUS]} stimuli "
                             "and no stimulus ids: give both the same stimuli")
         return a, b
+    if STIMULUS not in a.coords:
+        a = align_responses(a, _ids(b, names[1]), name=names[0])
     return a, align_responses(b, _ids(a, names[0]), name=names[1])
 
-# %% ../nbs/01_responses.ipynb #e377ac0a
+# %% ../nbs/01_responses.ipynb #ddaef9b5
 def label_like(values, like, *, dim: str = "direction", coords: dict | None = None,
                attrs: dict | None = None, name: str | None = None) -> xr.DataArray:
     """Wrap a (stimulus x k) array with the stimulus coordinates and attrs of the responses `like`."""

@@ -44,8 +44,11 @@ def test_bad_responses_get_the_contract_messages():
         with pytest.raises(DataError) as contract:   # the contract itself rejects it with the same message
             check_varying(resp)
         assert str(ours.value) == str(contract.value), name
-    with pytest.raises(DataError, match="no 'stimulus' coordinate"):
-        prepare_inputs(vals, None, gram)
+    plain = prepare_inputs(vals, None, gram)   # a plain array: rows in the order of the similarity's stimuli
+    np.testing.assert_array_equal(plain.ids, ids)
+    np.testing.assert_array_equal(plain.values.cpu().numpy(), prepare_inputs(labelled(vals, ids), None, gram).values.cpu().numpy())
+    with pytest.raises(DataError, match="have 15 rows but the stimulus set has 20"):
+        prepare_inputs(vals[:15], None, gram)
     with pytest.raises(DataError, match="too few"):
         prepare_inputs(labelled(vals, ids), None, gram, min_stimuli=21)
     with pytest.raises(ConfigError, match="stimuli are needed"):

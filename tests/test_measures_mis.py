@@ -126,8 +126,8 @@ def test_bad_input():
             fn(labelled(vals, np.array([f"y{i}" for i in range(100)])), None, gram)
         with pytest.raises(DataError, match="do not match"):
             fn(labelled(vals[:90], ids[:90]), None, gram)
-        with pytest.raises(DataError, match="no 'stimulus' coordinate"):
-            fn(vals, None, gram)                                       # a bare array has no stimulus ids
+        with pytest.raises(DataError, match="have 90 rows but the stimulus set has 100"):
+            fn(vals[:90], None, gram)                                  # a bare array is matched by position
     with pytest.raises(DataError, match="too few|cannot draw"):
         mis(labelled(vals[:30], ids[:30]), None, gram.isel(stimulus=slice(0, 30), stimulus_other=slice(0, 30)))
     with pytest.raises(DataError, match="stimulus"):
