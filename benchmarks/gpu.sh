@@ -14,5 +14,4 @@ python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no C
 python benchmarks/activations.py --device cuda --out "$R/activations_cuda.txt"
 python benchmarks/interpretability.py --device cuda ${1:+--peer-path "$1"} --out "$R/interpretability_cuda.txt"
 python benchmarks/directions.py --device cuda --output "$R/directions_cuda.txt"
-python benchmarks/geometry.py --device cuda | tee "$R/geometry_cuda.txt"
 python benchmarks/slowvae.py --device cuda
