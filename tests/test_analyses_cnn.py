@@ -24,7 +24,7 @@ def stimuli():
 def run(stimuli, seed=0):
     return cnn_analysis(small_net(), stimuli=stimuli, weights=("pretrained",), layers=["1", "3"],
                         methods=("units", "kmeans", "pca", "nmf", "rotation"), k_multiples=(0.5, 2.0),
-                        similarity="pixel", measures=("ii", "2afc", "mis"), n_trials=2, seeds=(seed,), n_boot=20,
+                        similarity="pixel", measures=("ii", "2afc", "mis"), n_tasks=2, seeds=(seed,), n_boot=20,
                         input_size=None)
 
 

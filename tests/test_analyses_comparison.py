@@ -114,7 +114,7 @@ def test_score_responses_keeps_any_response_dim(dim):
                         coords={"stimulus": ids, "stimulus_other": ids})
     responses = xr.DataArray(np.array([[6, 6], [5, 1], [4, 2], [3, 5], [2, 3], [1, 4.]]), dims=("stimulus", dim),
                              coords={"stimulus": ids, dim: ["x", "y"]})
-    table = score_responses(responses, gram, ("ii",), k=2, n_boot=10)
+    table = score_responses(responses, gram, ("ii",), n_references=2, n_boot=10)
     assert table["index"].tolist() == ["x", "y"]
     np.testing.assert_allclose(table.score, [0.9, 0.1])
     with pytest.raises(ConfigError, match="unknown measure"):

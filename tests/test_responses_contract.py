@@ -17,7 +17,7 @@ STAGES = {   # one entry point per stage of the pipeline, each given the respons
     "directions": lambda X: sp.KMeansDirections(2, random_state=0).fit(X).transform(X),
     "measures": lambda X: sp.interpretability_index(X, None, GRAM, n_references=3, n_boot=0),
     "geometry": lambda X: sp.linear_cka(X, X),
-    "analyses": lambda X: sp.score_responses(X, GRAM, ("ii",), k=3, n_boot=0),
+    "analyses": lambda X: sp.score_responses(X, GRAM, ("ii",), n_references=3, n_boot=0),
     "contract": lambda X: sp.as_responses(X),
 }
 

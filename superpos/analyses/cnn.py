@@ -95,7 +95,7 @@ def _live(responses: xr.DataArray) -> xr.DataArray:
 # %% ../../nbs/51_analyses_cnn.ipynb #63311e9b
 def cnn_analysis(model="efficientnet_lite0", *, stimuli: StimulusSet, weights=("pretrained", "untrained"),
                  checkpoint=None, layers=None, methods=("units", "kmeans", "pca", "rotation"), k_multiples=(1.0,),
-                 similarity="perceptual", measures=("ii",), k: int = 5, n_trials: int = 20, seeds=(0,),
+                 similarity="perceptual", measures=("ii",), n_references: int = 5, n_tasks: int = 20, seeds=(0,),
                  fit_fraction: float = 0.5, n_boot: int = 200, batch_size: int = 64, input_size="native",
                  device=None, progress: bool = False) -> tuple[pd.DataFrame, dict]:
     """Scores of units and directions per weights condition, layer, method, k multiple and seed.
@@ -141,12 +141,12 @@ def cnn_analysis(model="efficientnet_lite0", *, stimuli: StimulusSet, weights=("
                         if live.sizes[dim] < 2:
                             skipped.append({**label, "reason": "fewer than 2 non-constant responses"})
                             continue
-                        table = score_responses(live, gram, measures, k=k, n_trials=n_trials, n_boot=n_boot,
+                        table = score_responses(live, gram, measures, n_references=n_references, n_tasks=n_tasks, n_boot=n_boot,
                                                 seed=seed, device=device)
                         pr = participation_ratio(comp)[np.isin(responses[dim].values, live[dim].values)]
                         extra = pd.DataFrame({"index": live[dim].values,
-                                              "top_source_fraction": top_source_fraction(live, held.select_ids(live.stimulus.values).sources, k).values,
-                                              "source_balanced_score": source_balanced_index(live, gram, held.sources, k).values,
+                                              "top_source_fraction": top_source_fraction(live, held.select_ids(live.stimulus.values).sources, n_references).values,
+                                              "source_balanced_score": source_balanced_index(live, gram, held.sources, n_references).values,
                                               "participation_ratio": pr})
                         table = table.merge(extra, on="index")
                         rows.append(table.assign(**label, n_dead=n_dead))

@@ -23,8 +23,8 @@ from ..responses import as_responses
 MEASURES = ("ii", "2afc", "mis")
 
 
-def score_responses(responses: xr.DataArray, gram: xr.DataArray, measures=("ii",), *, k: int = 5,
-                    n_trials: int = 20, n_boot: int = 200, seed: int = 0, device=None) -> pd.DataFrame:
+def score_responses(responses: xr.DataArray, gram: xr.DataArray, measures=("ii",), *, n_references: int = 5,
+                    n_tasks: int = 20, n_boot: int = 200, seed: int = 0, device=None) -> pd.DataFrame:
     """Scores of every unit/direction under each measure, as a tidy table (index, measure, score, ci_low, ci_high, baseline)."""
     unknown = sorted(set(measures) - set(MEASURES))
     if unknown:
@@ -34,9 +34,9 @@ def score_responses(responses: xr.DataArray, gram: xr.DataArray, measures=("ii",
     tables = []
     for measure in measures:
         if measure == "ii":
-            result = interpretability_index(responses, None, gram, n_references=k, n_boot=n_boot, seed=seed, device=device)
+            result = interpretability_index(responses, None, gram, n_references=n_references, n_boot=n_boot, seed=seed, device=device)
         elif measure == "2afc":
-            result = psychophysics_2afc(responses, None, gram, n_tasks=n_trials, n_boot=n_boot, seed=seed, device=device)
+            result = psychophysics_2afc(responses, None, gram, n_tasks=n_tasks, n_boot=n_boot, seed=seed, device=device)
         else:
             result = mis(responses, None, gram, n_boot=n_boot, seed=seed, device=device)
         baseline = float(result["baseline"]) if "baseline" in result else 0.5
