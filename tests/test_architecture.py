@@ -120,3 +120,11 @@ def test_lazy_api_files_are_current(tmp_path):
         for p, text in inits.items():
             p.write_text(text)
     assert not changed, f"run python .ci/make_api.py and commit: {changed} are out of date"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=name_of)
+def test_one_seed_name_per_module(path):
+    """`random_state` in the modules of scikit-learn estimators, `seed` elsewhere: never both in one module."""
+    names = {a.arg for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+             for a in node.args.args + node.args.kwonlyargs if a.arg in ("seed", "random_state")}
+    assert len(names) < 2, f"{name_of(path)} takes both `seed` and `random_state`: use one"

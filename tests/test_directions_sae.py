@@ -70,7 +70,7 @@ def test_sae_step_keeps_decoder_on_the_sphere_and_lowers_the_loss():
 def test_train_sae_is_seeded_and_codes_match_the_module():
     X = _nonneg(100, 5)
     params = dict(kind="topk", k=2, l1_coef=0.0, tied=False, init="data", n_epochs=2, batch_size=32, lr=1e-3,
-                  resample_dead=True, device="cpu", seed=7)
+                  resample_dead=True, device="cpu", random_state=7)
     sae, scale, curve, _ = _train_sae(X, 6, **params)
     again = _train_sae(X, 6, **params)[0]
     torch.testing.assert_close(sae.W_dec, again.W_dec)

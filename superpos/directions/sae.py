@@ -78,7 +78,7 @@ def _geometric_median(X, n_iter=30):
 
 
 @torch.no_grad()
-def _init_sae(sae, Xs, *, init, seed, generator):
+def _init_sae(sae, Xs, *, init, random_state, generator):
     """Set the decoder bias to the geometric median and the atoms by `init` ("kmeans", "data", "random")."""
     sae.b_dec.copy_(_geometric_median(Xs[torch.randperm(len(Xs), generator=generator)[:4096]]))
     if init == "random":
@@ -89,7 +89,7 @@ def _init_sae(sae, Xs, *, init, seed, generator):
     if len(centred) < k:
         return
     if init == "kmeans":
-        finder = SphericalKMeans(k, max_iter=20, device=Xs.device, random_state=seed)
+        finder = SphericalKMeans(k, max_iter=20, device=Xs.device, random_state=random_state)
         W = torch.as_tensor(finder.fit(centred.cpu().numpy()).components_, dtype=Xs.dtype, device=Xs.device)
     else:
         W = torch.nn.functional.normalize(centred[torch.randperm(len(centred), generator=generator)[:k]], dim=1)
@@ -113,14 +113,14 @@ def _sae_step(sae, opt, x, *, l1_coef):
 
 # %% ../../nbs/33_directions_sae.ipynb #80777724
 def _train_sae(X, n_latents, *, kind, k, l1_coef, tied, init, n_epochs, batch_size, lr, resample_dead,
-               device, seed):
+               device, random_state):
     """Train the torch SAE on `X` (float64 numpy); returns (module, scale, loss curve, n resampled)."""
     device = get_device(device)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(random_state)
     scale = float(np.sqrt((X**2).sum(axis=1).mean())) or 1.0
     Xs = torch.as_tensor(X / scale, dtype=torch.float32).to(device)
     sae = _SAEModule(X.shape[1], n_latents, kind=kind, k=k, tied=tied, generator=gen).to(device)
-    _init_sae(sae, Xs, init=init, seed=seed, generator=gen)
+    _init_sae(sae, Xs, init=init, random_state=random_state, generator=gen)
     opt = torch.optim.Adam(sae.parameters(), lr=lr)
     curve, n_resampled = [], 0
     for epoch in range(n_epochs):
@@ -229,11 +229,11 @@ class SparseAutoencoder(DirectionFinder):
         return int(k)
 
     def _fit(self, X, k):
-        seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+        random_state = int(check_random_state(self.random_state).randint(2**31 - 1))
         sae, self.scale_, self.loss_curve_, self.n_resampled_ = _train_sae(
             X, k, kind=self.kind, k=self._k(k), l1_coef=self.l1_coef, tied=self.tied, init=self.init,
             n_epochs=self.n_epochs, batch_size=self.batch_size, lr=self.lr, resample_dead=self.resample_dead,
-            device=self.device, seed=seed)
+            device=self.device, random_state=random_state)
         with torch.no_grad():
             self.components_ = unit_rows(sae.W_dec.T.double().cpu().numpy(), np.random.default_rng(0))
             self.encoder_weight_ = sae.encoder_weight().double().cpu().numpy().copy()
