@@ -83,3 +83,15 @@ def test_list_shows_parameters():
     assert result.returncode == 0
     assert "nbs/11_stimuli_natural.ipynb" in result.stdout
     assert "n_stimuli = 2000" in result.stdout
+
+
+def test_every_parameter_of_every_runnable_notebook_is_seen():
+    """papermill skips a parameter line it cannot parse (e.g. an '=' in its comment): then `-p` rejects it."""
+    import re
+
+    from superpos.cli import list_notebooks, notebook_parameters
+    for path in list_notebooks():
+        nb = nbformat.read(path, as_version=4)
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        assigned = [m.group(1) for m in re.finditer(r"^(\w+)\s*=", cell.source, flags=re.M)]
+        assert sorted(notebook_parameters(path)) == sorted(assigned), f"{path.name}: a parameter line does not parse"
