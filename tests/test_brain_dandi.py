@@ -7,22 +7,8 @@ import pytest
 import superpos.brain.dandi as dandi
 from http_range_server import serve_file_locally
 from superpos.brain.dandi import AtomicDiskCache
-from superpos.brain.nwb import load_nwb
-from superpos.brain.synthetic import write_synthetic_nwb
 from superpos.core import ConfigError, DownloadError, MissingFileError
 
-LAYOUTS = ("two_photon", "neuropixels")
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    root = tmp_path_factory.mktemp("nwb")
-    return {layout: write_synthetic_nwb(root / f"{layout}.nwb", layout, seed=3) for layout in LAYOUTS}
-
-
-@pytest.fixture(scope="module")
-def sessions(files):
-    return {layout: load_nwb(files[layout]["path"]) for layout in LAYOUTS}
 
 
 class FakeAsset:

@@ -10,18 +10,7 @@ from superpos.brain.nwb import NWBLayout, detect_layout, load_nwb, open_nwb
 from superpos.brain.synthetic import AREAS, planted_truth, write_synthetic_nwb
 from superpos.core import ConfigError, DataError, MissingFileError
 
-LAYOUTS = ("two_photon", "neuropixels")
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    root = tmp_path_factory.mktemp("nwb")
-    return {layout: write_synthetic_nwb(root / f"{layout}.nwb", layout, seed=3) for layout in LAYOUTS}
-
-
-@pytest.fixture(scope="module")
-def sessions(files):
-    return {layout: load_nwb(files[layout]["path"]) for layout in LAYOUTS}
+from conftest import NWB_LAYOUTS as LAYOUTS
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

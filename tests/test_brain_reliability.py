@@ -7,18 +7,6 @@ from superpos.brain.reliability import attach_images, split_half_reliability, sp
 from superpos.brain.synthetic import write_synthetic_nwb
 from superpos.core import DataError
 
-LAYOUTS = ("two_photon", "neuropixels")
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    root = tmp_path_factory.mktemp("nwb")
-    return {layout: write_synthetic_nwb(root / f"{layout}.nwb", layout, seed=3) for layout in LAYOUTS}
-
-
-@pytest.fixture(scope="module")
-def sessions(files):
-    return {layout: load_nwb(files[layout]["path"]) for layout in LAYOUTS}
 
 
 def test_split_half_reliability_tracks_noise(tmp_path):

@@ -6,23 +6,11 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from superpos.brain.nwb import load_nwb
 from superpos.brain.reliability import to_stimulus_set
 from superpos.brain.synthetic import planted_truth, write_synthetic_nwb
 from superpos.core import ConfigError, DataError
 
-LAYOUTS = ("two_photon", "neuropixels")
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    root = tmp_path_factory.mktemp("nwb")
-    return {layout: write_synthetic_nwb(root / f"{layout}.nwb", layout, seed=3) for layout in LAYOUTS}
-
-
-@pytest.fixture(scope="module")
-def sessions(files):
-    return {layout: load_nwb(files[layout]["path"]) for layout in LAYOUTS}
+from conftest import NWB_LAYOUTS as LAYOUTS
 
 
 def _unit(m):
