@@ -11,7 +11,7 @@ import lazy_loader as _lazy
 _SUBMODULES = ['core', 'responses', 'cli', 'stimuli', 'networks', 'directions', 'measures', 'analyses', 'brain', 'disentangle', 'geometry']
 
 _ATTRIBUTES = {
-    "core": ['SuperposError', 'ConfigError', 'DataError', 'MissingFileError', 'DownloadError', 'MissingExtraError', 'get_device', 'seed_everything', 'cache_dir', 'sha256sum', 'atomic_write', 'download', 'as_list', 'output_dir', 'project_root', 'git_commit', 'environment'],
+    "core": ['SuperposError', 'ConfigError', 'DataError', 'MissingFileError', 'DownloadError', 'MissingExtraError', 'get_device', 'seed_everything', 'cache_dir', 'sha256sum', 'temp_sibling', 'stale_parts', 'clean_stale_parts', 'atomic_write', 'verify_file', 'download', 'as_list', 'output_dir', 'project_root', 'git_commit', 'environment'],
     "responses": ['as_responses', 'response_dim', 'check_varying', 'align_responses', 'align_pair', 'label_like'],
     "stimuli.natural": ['bundled_photos', 'photo_stimuli', 'photo_patches', 'dead_leaves', 'gratings', 'textures', 'natural_stimuli', 'power_spectrum'],
     "stimuli.sets": ['StimulusSet', 'concat_stimuli', 'resize_images', 'to_uint8', 'check_count_and_size', 'as_stimulus_set', 'image_folder', 'imagenet_val', 'cifar10', 'image_grid'],
@@ -24,12 +24,12 @@ _ATTRIBUTES = {
     "directions.sae": ['SparseAutoencoder'],
     "directions.toy": ['sample_features', 'ToyModel', 'train_toy_model', 'recovery_score', 'toy_recovery'],
     "measures.extremes": ['MeasureInputs', 'prepare_inputs', 'response_coords', 'rank_order', 'extreme_stimuli', 'ranked_stimuli', 'resample_means', 'percentile_interval', 'feature_stimuli', 'stimulus_classes', 'planted_responses', 'random_responses'],
-    "measures.human": ['download_imi', 'load_imi', 'imi_unit_scores', 'bootstrap_mean', 'imi_model_scores', 'synthetic_imi', 'download_borowski', 'load_borowski', 'load_borowski_mapping', 'borowski_unit_scores', 'synthetic_borowski', 'compare_scores', 'separation_auc', 'trial_agreement'],
+    "measures.human": ['download_imi', 'load_imi', 'imi_unit_scores', 'bootstrap_mean', 'imi_model_scores', 'synthetic_imi', 'download_borowski', 'load_borowski', 'load_borowski_mapping', 'borowski_unit_scores', 'borowski_accuracy', 'synthetic_borowski', 'synthetic_borowski_mapping', 'compare_scores', 'separation_auc', 'trial_agreement'],
     "measures.index": ['interpretability_index'],
     "measures.mis": ['sample_mis_tasks', 'mis_from_tasks', 'mis', 'calibrate_alpha'],
     "measures.similarity": ['stimulus_fingerprint', 'similarity_to_distance', 'SimilarityBackend', 'PixelSimilarity', 'ColorHistogramSimilarity', 'PerceptualSimilarity', 'LPIPSAlexNet', 'DreamSim', 'get_similarity', 'similarity_matrix'],
     "measures.twoafc": ['psychophysics_2afc'],
-    "analyses.cnn": ['load_stimuli', 'n_directions_for', 'top_source_fraction', 'source_balanced_index', 'cnn_analysis'],
+    "analyses.cnn": ['load_stimuli', 'n_directions_for', 'top_source_fraction', 'first_k_sources', 'source_balanced_index', 'check_analysis_config', 'cnn_analysis'],
     "analyses.comparison": ['score_responses', 'participation_ratio', 'bootstrap_mean_difference', 'unpaired_comparison', 'compare_methods', 'matched_pairs', 'paired_comparison', 'compare_to_reference'],
     "brain.dandi": ['find_natural_scenes_sessions', 'AtomicDiskCache', 'open_remote_nwb', 'dandi_asset_url', 'load_dandi_session'],
     "brain.nwb": ['split_layout_path', 'check_window', 'NWBLayout', 'open_nwb', 'detect_layout', 'read_nwbfile', 'load_nwb'],

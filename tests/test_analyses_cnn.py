@@ -78,3 +78,94 @@ def test_source_helpers_follow_the_responses_contract(dim):
     values[0, 0] = np.nan
     with pytest.raises(DataError, match="NaN or infinite"):
         top_source_fraction(values, list("xxyy"), k=2)
+
+
+def reference_source_balanced_picks(values, codes, k):
+    """The former implementation (full argsort + stimulus x unit x source one-hot), kept as the reference."""
+    n_sources = codes.max() + 1
+    order = np.argsort(-values, axis=0, kind="stable")
+    onehot = np.eye(n_sources, dtype=np.int32)[codes[order]]
+    first = (np.cumsum(onehot, axis=0) * onehot).sum(-1) == 1
+    rank = np.cumsum(first, axis=0)
+    pick = np.argmax(first & (rank == np.arange(1, k + 1)[:, None, None]), axis=1)
+    return np.take_along_axis(order, pick, axis=0)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "ties", "dominant_source"])
+def test_first_k_sources_equals_the_one_hot_reference(kind):
+    """The ranking walk picks exactly the stimuli of the one-hot implementation (ties, deep walks included)."""
+    from superpos.analyses.cnn import first_k_sources
+    rng = np.random.default_rng({"gaussian": 0, "ties": 1, "dominant_source": 2}[kind])
+    for _ in range(60):
+        n, units, n_sources = rng.integers(10, 120), rng.integers(1, 16), rng.integers(2, 9)
+        k = int(rng.integers(1, n_sources + 1))
+        codes = rng.permutation(np.r_[np.arange(n_sources), rng.integers(0, n_sources, n - n_sources)])
+        values = rng.standard_normal((n, units)) if kind == "gaussian" else rng.integers(0, 3, (n, units)) * 1.0
+        if kind == "dominant_source":
+            values[codes == 0] += 10  # the top rows all come from one source: the walk must go deeper
+        np.testing.assert_array_equal(first_k_sources(values, codes, k), reference_source_balanced_picks(values, codes, k))
+
+
+def test_source_balanced_index_equals_reference_scores():
+    rng = np.random.default_rng(3)
+    n, units, k = 90, 7, 4
+    ids = [f"s{i}" for i in range(n)]
+    sources = rng.choice(list("abcdef"), n)
+    x = rng.standard_normal((n, 5))
+    gram = xr.DataArray(x @ x.T, dims=("stimulus", "stimulus_other"), coords={"stimulus": ids, "stimulus_other": ids})
+    resp = xr.DataArray(np.maximum(rng.standard_normal((n, units)), 0), dims=("stimulus", "unit"),
+                        coords={"stimulus": ids})
+    top = reference_source_balanced_picks(resp.values, pd.factorize(sources)[0], k)
+    block = gram.values[top[:, None, :], top[None, :, :]]
+    expected = (block.sum((0, 1)) - np.trace(block)) / (k * (k - 1))
+    np.testing.assert_allclose(source_balanced_index(resp, gram, sources, k), expected)
+
+
+ANALYSIS = dict(weights=("pretrained",), layers=["1"], similarity="pixel", n_boot=5, input_size=None)
+
+
+def test_misspelt_method_is_a_config_error_before_any_work(stimuli, monkeypatch):
+    import superpos.analyses.cnn as cnn
+    from superpos.core import ConfigError
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before the configuration was checked")
+    monkeypatch.setattr(cnn, "load_model", no_work)
+    monkeypatch.setattr(cnn, "extract", no_work)
+    with pytest.raises(ConfigError, match=r"'kmean'.*choose from.*'kmeans'"):
+        cnn_analysis(small_net(), stimuli=stimuli, methods=("units", "kmean"), **ANALYSIS)
+    with pytest.raises(ConfigError, match=r"'iii'.*choose from"):
+        cnn_analysis(small_net(), stimuli=stimuli, methods=("units",), measures=("iii",), **ANALYSIS)
+    with pytest.raises(ConfigError, match="k_multiples"):
+        cnn_analysis(small_net(), stimuli=stimuli, methods=("kmeans",), k_multiples=(0,), **ANALYSIS)
+
+
+class _Failing:
+    """A direction finder whose fit raises the given error."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def fit(self, X):
+        raise self.error
+
+
+def test_only_numerical_failures_are_skipped_and_named(stimuli, monkeypatch):
+    import superpos.analyses.cnn as cnn
+    monkeypatch.setattr(cnn, "make_direction_finder",
+                        lambda *a, **k: _Failing(np.linalg.LinAlgError("SVD did not converge")))
+    scores, details = cnn_analysis(small_net(), stimuli=stimuli, methods=("units", "pca"), **ANALYSIS)
+    assert set(scores.method) == {"units"}
+    skipped = details["skipped"]
+    assert list(skipped.method) == ["pca"] and list(skipped.error) == ["LinAlgError"]
+    assert "SVD did not converge" in skipped.reason[0]
+    # anything that is not a numerical failure (a bug, a device error) is raised, not skipped
+    monkeypatch.setattr(cnn, "make_direction_finder", lambda *a, **k: _Failing(RuntimeError("CUDA out of memory")))
+    with pytest.raises(RuntimeError, match="out of memory"):
+        cnn_analysis(small_net(), stimuli=stimuli, methods=("units", "pca"), **ANALYSIS)
+
+
+def test_every_method_failing_is_a_clear_error(stimuli):
+    linear = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1))  # negative activations: NMF cannot factorise them
+    with pytest.raises(DataError, match="nothing could be scored(.|\n)*nmf(.|\n)*DataError"):
+        cnn_analysis(linear, stimuli=stimuli, methods=("nmf",), **{**ANALYSIS, "layers": ["0"]})
