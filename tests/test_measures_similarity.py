@@ -119,3 +119,76 @@ def test_optional_extras_name_the_extra(cls, module, extra):
             cls()
     else:
         pytest.skip(f"{module} is installed")
+
+
+def test_caches_do_not_hand_out_their_own_memory():
+    """Editing a returned embedding or similarity matrix in place cannot change a later result."""
+    stim = _stimuli(seed=5)
+    backend = PixelSimilarity()
+    first = backend.embed(stim)
+    expected = first.clone()
+    first += 1.0
+    torch.testing.assert_close(backend.embed(stim), expected)
+    gram = similarity_matrix(stim, backend)
+    before = gram.values.copy()
+    with pytest.raises(ValueError, match="read-only"):
+        gram.values[0, 1] = 10.0
+    with pytest.raises(ValueError, match="read-only"):
+        np.asarray(gram)[:] = 0.0
+    writable = gram.copy()  # the way to get a matrix one may edit
+    writable.values[:] = 0.0
+    np.testing.assert_array_equal(similarity_matrix(stim, backend).values, before)
+
+
+def test_measures_take_the_read_only_matrix_without_copy_or_warning():
+    import warnings
+    from superpos.measures.index import interpretability_index
+    from superpos.measures.similarity import gram_tensor
+    stim = _stimuli(12, seed=6)
+    gram = similarity_matrix(stim, "pixel")
+    tensor = gram_tensor(gram, "cpu")
+    assert tensor.data_ptr() == gram.values.ctypes.data  # shared, not copied
+    responses = np.random.default_rng(0).standard_normal((12, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = interpretability_index(responses, stim, gram, n_references=3, n_boot=5)
+    assert np.isfinite(result.score.values).all()
+
+
+def test_gram_cache_is_bounded_by_memory(monkeypatch):
+    import superpos.measures.similarity as similarity
+    monkeypatch.setattr(similarity, "_GRAMS", type(similarity._GRAMS)())
+    nbytes = similarity_matrix(_stimuli(40, seed=0), "pixel").values.nbytes  # 40 x 40 float32
+    monkeypatch.setattr(similarity, "CACHE_BYTES", int(2.5 * nbytes))
+    grams = [similarity_matrix(_stimuli(40, seed=s), "pixel") for s in range(1, 6)]
+    assert sum(v.nbytes for v in similarity._GRAMS.values()) <= 2.5 * nbytes
+    assert len(similarity._GRAMS) == 2  # the two most recent
+    assert np.shares_memory(similarity_matrix(_stimuli(40, seed=5), "pixel").values, grams[-1].values)
+    monkeypatch.setattr(similarity, "CACHE_BYTES", nbytes // 2)  # smaller than one matrix: the newest is kept
+    similarity_matrix(_stimuli(40, seed=7), "pixel")
+    assert len(similarity._GRAMS) == 1
+
+
+def test_symmetrize_in_place_with_one_block_of_extra_memory():
+    import tracemalloc
+    from superpos.measures.similarity import symmetrize_
+    m = np.random.default_rng(0).standard_normal((1500, 1500)).astype(np.float32)
+    expected = 0.5 * (m + m.T)
+    tracemalloc.start()
+    out = symmetrize_(m, block=256)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert out is m
+    np.testing.assert_array_equal(m, m.T)
+    np.testing.assert_allclose(m, expected, rtol=1e-6)
+    assert peak < 4 * 256 * 256 * 4 < m.nbytes / 8  # a few tiles, not a copy of the matrix
+
+
+def test_perceptual_records_its_layers_and_pooling():
+    from superpos.measures.similarity import PerceptualSimilarity
+    backend = PerceptualSimilarity(grid=2)
+    gram = similarity_matrix(_stimuli(3, size=32, seed=1), backend)
+    description = gram.attrs["backend_description"]
+    assert "blocks [3, 6, 10, 14, 19, 20]" in description and "channel stage" in description
+    assert "2x2" in description
+    assert "channel stage" in PerceptualSimilarity.__doc__ and "resolution stage" not in PerceptualSimilarity.__doc__
