@@ -4,9 +4,10 @@
 
 # %% auto #0
 __all__ = ['PRESETS', 'REPRESENTATION_METRICS', 'INTERVENTION_METRICS', 'beta_vae_score_detailed', 'beta_vae_score',
-           'factor_vae_score_detailed', 'factor_vae_score', 'evaluate', 'evaluate_model']
+           'factor_vae_score_detailed', 'factor_vae_score', 'irs_detailed', 'irs', 'evaluate', 'evaluate_model']
 
 # %% ../../nbs/76_disentangle_sampled_metrics.ipynb #7a71fa45
+import inspect
 import warnings
 
 import numpy as np
@@ -14,8 +15,10 @@ import torch
 import xarray as xr
 
 from ..core import ConfigError, DataError
-from .metrics import (
-    as_sample_matrix, check_factors_latents, dci, explicitness, mcc, mig, modularity, sap)
+from superpos.disentangle.metrics import (
+    as_sample_matrix, check_factors_latents, check_metric_int, histogram_discretize, mcc, mig, modularity,
+    unsupervised_scores)
+from .predictive import dci, explicitness, sap
 
 # %% ../../nbs/76_disentangle_sampled_metrics.ipynb #c2ec81f8
 def _encode(encoder, observations, n: int) -> np.ndarray:
@@ -32,19 +35,27 @@ def _encode(encoder, observations, n: int) -> np.ndarray:
 
 
 def _draw_factors(sample_factors, n: int, rng: np.random.Generator) -> np.ndarray:
-    """`n` factor vectors from `sample_factors`, checked."""
+    """`n` factor vectors from `sample_factors`, checked (finite numbers, one row per sample)."""
     f = np.asarray(sample_factors(n, rng))
     if f.ndim != 2 or f.shape[0] != n:
         raise DataError(f"sample_factors({n}, rng) returned shape {f.shape}; it must return an "
                         f"({n}, n_factors) array")
-    return f.copy()
+    f = as_sample_matrix(f, name=f"sample_factors({n}, rng)", dim="factor", min_samples=1)[0]
+    return np.ascontiguousarray(f)
+
+
+def _check_counts(min_batch: int, **counts) -> np.random.Generator:
+    """ConfigError unless every count is an integer in range (batch_size >= min_batch); the seeded rng."""
+    for name, value in counts.items():
+        check_metric_int(name, value, {"batch_size": min_batch, "n_variance": 2, "random_state": 0}.get(name, 1))
+    return np.random.default_rng(counts["random_state"])
 
 
 def _represent(sampler, encoder, factors: np.ndarray, chunk_size: int) -> np.ndarray:
     """(sample, latent) encoder output for the observations of `factors`, `chunk_size` at a time."""
     chunks = [factors[i:i + chunk_size] for i in range(0, len(factors), chunk_size)]
     parts = [_encode(encoder, sampler(chunk), len(chunk)) for chunk in chunks]
-    return as_sample_matrix(np.concatenate(parts), name="encoder output", dim="latent")[0]
+    return as_sample_matrix(np.concatenate(parts), name="encoder output", dim="latent", min_samples=1)[0]
 
 # %% ../../nbs/76_disentangle_sampled_metrics.ipynb #2d37192b
 def _beta_vae_points(sampler, encoder, sample_factors, n_points: int, batch_size: int,
@@ -71,8 +82,12 @@ def beta_vae_score_detailed(sampler, encoder, sample_factors, *, batch_size: int
                             chunk_size: int = 4096) -> xr.Dataset:
     """BetaVAE score: train and evaluation accuracy of the factor classifier, as an `xr.Dataset`."""
     from sklearn.linear_model import LogisticRegression
-    rng = np.random.default_rng(random_state)
+    rng = _check_counts(1, batch_size=batch_size, n_train=n_train, n_eval=n_eval,
+                        random_state=random_state, chunk_size=chunk_size)
     x_tr, k_tr = _beta_vae_points(sampler, encoder, sample_factors, n_train, batch_size, rng, chunk_size)
+    if len(np.unique(k_tr)) < 2:
+        raise DataError(f"all {n_train} BetaVAE training points fixed the same factor, so there is "
+                        "nothing to classify: pass a larger n_train (and at least two factors)")
     x_ev, k_ev = _beta_vae_points(sampler, encoder, sample_factors, n_eval, batch_size, rng, chunk_size)
     clf = LogisticRegression(random_state=random_state).fit(x_tr, k_tr)
     return xr.Dataset({"train_accuracy": ((), clf.score(x_tr, k_tr)),
@@ -113,8 +128,14 @@ def factor_vae_score_detailed(sampler, encoder, sample_factors, *, batch_size: i
                               threshold: float = 0.05, random_state: int = 0,
                               chunk_size: int = 4096) -> xr.Dataset:
     """FactorVAE score with the vote matrices and the pruned latents, as an `xr.Dataset`."""
-    rng = np.random.default_rng(random_state)
+    rng = _check_counts(2, batch_size=batch_size, n_train=n_train, n_eval=n_eval, n_variance=n_variance,
+                        random_state=random_state, chunk_size=chunk_size)  # a batch of 1 has no variance
+    if not (isinstance(threshold, (int, float, np.number)) and 0 <= threshold < np.inf):
+        raise ConfigError(f"threshold (the pruning standard deviation) must be a number >= 0, got {threshold!r}")
     f = _draw_factors(sample_factors, n_variance, rng)
+    if (np.ptp(f, axis=0) == 0).any():
+        raise DataError(f"factor(s) {np.flatnonzero(np.ptp(f, axis=0) == 0).tolist()} are constant in "
+                        f"{n_variance} draws of sample_factors: fixing them is no intervention; drop them")
     global_var = _represent(sampler, encoder, f, chunk_size).var(axis=0, ddof=1)
     active = np.sqrt(global_var) >= threshold
     n_factors, n_latents = f.shape[1], len(global_var)
@@ -143,6 +164,44 @@ def factor_vae_score(sampler, encoder, sample_factors, *, batch_size: int = 64, 
         n_variance=n_variance, threshold=threshold, random_state=random_state,
         chunk_size=chunk_size)["eval_accuracy"])
 
+# %% ../../nbs/76_disentangle_sampled_metrics.ipynb #89ba7a53
+def irs_detailed(factors, latents, *, n_bins: int | None = 20, diff_quantile: float = 0.99,
+                 allow_constant: bool = False) -> xr.Dataset:
+    """IRS with the (latent, factor) robustness matrix and the per-latent scores, as an `xr.Dataset`."""
+    if not (isinstance(diff_quantile, (int, float, np.number)) and 0 <= diff_quantile <= 1):
+        raise ConfigError(f"diff_quantile must be a number in [0, 1], got {diff_quantile!r}")
+    data = check_factors_latents(factors, latents, allow_constant=allow_constant)
+    y, z = data["factors"], data["latents"]
+    codes = y if n_bins is None else histogram_discretize(y, check_metric_int("n_bins", n_bins, 2))
+    max_dev = np.abs(z - z.mean(0)).max(0)
+    cum = np.zeros((z.shape[1], y.shape[1]))
+    for j in range(y.shape[1]):
+        values = np.unique(codes[:, j])
+        if len(values) == len(y):
+            raise DataError(f"factor {data['factor'][j]} never repeats a value in {len(y)} samples, so no "
+                            "latent can be seen with it held fixed: bin it (n_bins) or pass more samples")
+        for v in values:
+            group = z[codes[:, j] == v]
+            cum[:, j] += np.percentile(np.abs(group - group.mean(0)), 100 * diff_quantile, axis=0)
+        cum[:, j] /= len(values)
+    active = max_dev > 0
+    robust = np.where(active[:, None], 1 - cum / np.where(active, max_dev, 1.0)[:, None], 0.0)
+    per_latent = robust.max(1)
+    return xr.Dataset(
+        {"irs_matrix": (("latent", "factor"), robust), "irs_per_latent": ("latent", per_latent),
+         "max_deviation": ("latent", max_dev), "parent_factor": ("latent", robust.argmax(1)),
+         "irs": ((), np.average(per_latent, weights=max_dev) if active.any() else 0.0),
+         "n_active": ((), int(active.sum()))},
+        coords={"factor": data["factor"], "latent": data["latent"]},
+        attrs=dict(n_bins=-1 if n_bins is None else n_bins, diff_quantile=diff_quantile))
+
+
+def irs(factors, latents, *, n_bins: int | None = 20, diff_quantile: float = 0.99,
+        allow_constant: bool = False) -> float:
+    """Interventional robustness score in [0, 1]: does each latent stay put while its factor is fixed?"""
+    return float(irs_detailed(factors, latents, n_bins=n_bins, diff_quantile=diff_quantile,
+                              allow_constant=allow_constant)["irs"])
+
 # %% ../../nbs/76_disentangle_sampled_metrics.ipynb #8e8477f2
 _DLIB = {
     "mcc": dict(n_samples=10_000, method="spearman"),
@@ -151,6 +210,8 @@ _DLIB = {
     "sap": dict(n_train=10_000, n_test=5_000),
     "modularity": dict(n_samples=10_000, n_bins=20),
     "explicitness": dict(n_train=10_000, n_test=5_000, n_bins=20),
+    "irs": dict(n_samples=10_000, n_bins=20, diff_quantile=0.99),
+    "unsupervised": dict(n_samples=10_000, n_bins=20),
     "beta_vae": dict(batch_size=64, n_train=10_000, n_eval=5_000),
     "factor_vae": dict(batch_size=64, n_train=10_000, n_eval=5_000, n_variance=10_000, threshold=0.05),
 }
@@ -160,7 +221,10 @@ PRESETS = {
                 "modularity": dict(n_samples=100_000, n_bins=20),
                 "explicitness": dict(n_train=100_000, n_test=5_000, n_bins=20)},
 }
-REPRESENTATION_METRICS = ("mcc", "mig", "dci", "sap", "modularity", "explicitness")
+REPRESENTATION_METRICS = ("mcc", "mig", "dci", "sap", "modularity", "explicitness", "irs", "unsupervised")
+_FUNCTIONS = {"mcc": mcc, "mig": mig, "dci": dci, "sap": sap, "modularity": modularity,
+              "explicitness": explicitness, "irs": irs, "unsupervised": unsupervised_scores,
+              "beta_vae": beta_vae_score, "factor_vae": factor_vae_score}
 INTERVENTION_METRICS = ("beta_vae", "factor_vae")
 
 # %% ../../nbs/76_disentangle_sampled_metrics.ipynb #bedbc7b3
@@ -172,14 +236,22 @@ def _preset(preset: str, metrics, overrides: dict | None, allowed: tuple) -> dic
     unknown = sorted(set(metrics) - set(allowed)) + sorted(set(overrides or {}) - set(allowed))
     if unknown:
         raise ConfigError(f"unknown metric(s) {unknown}: choose from {list(allowed)}")
-    return {m: {**PRESETS[preset][m], **(overrides or {}).get(m, {})} for m in metrics}
+    if not all(isinstance(o, dict) for o in (overrides or {}).values()):
+        raise ConfigError("overrides must map metric names to dicts of settings, e.g. {'dci': {'model': 'lasso'}}")
+    settings = {m: {**PRESETS[preset][m], **(overrides or {}).get(m, {})} for m in metrics}
+    for m, s in settings.items():
+        bad = sorted(set(s) - set(inspect.signature(_FUNCTIONS[m]).parameters) - {"n_samples"})
+        if bad:
+            raise ConfigError(f"unknown setting(s) {bad} for {m}: see the parameters of {_FUNCTIONS[m].__name__}")
+    return settings
 
 
 def _sizes(settings: dict) -> tuple[int | None, int | None, int]:
     """(n_train, n_test, total) samples a metric's settings ask for."""
     if "n_samples" in settings:
-        return None, None, settings["n_samples"]
-    return settings["n_train"], settings["n_test"], settings["n_train"] + settings["n_test"]
+        return None, None, check_metric_int("n_samples", settings["n_samples"], 2)
+    n_train, n_test = check_metric_int("n_train", settings["n_train"], 2), check_metric_int("n_test", settings["n_test"], 1)
+    return n_train, n_test, n_train + n_test
 
 # %% ../../nbs/76_disentangle_sampled_metrics.ipynb #222e23bd
 def _score_arrays(name: str, y: np.ndarray, z: np.ndarray, settings: dict, random_state: int,
@@ -188,7 +260,11 @@ def _score_arrays(name: str, y: np.ndarray, z: np.ndarray, settings: dict, rando
     kw = {k: v for k, v in settings.items() if k != "n_samples"}
     common = dict(random_state=random_state, allow_constant=allow_constant)
     if name == "mcc":
-        return {"mcc": mcc(y, z, **kw, **common)}
+        return {"mcc": mcc(y, z, **kw, allow_constant=allow_constant)}
+    if name == "irs":
+        return {"irs": irs(y, z, **kw, allow_constant=allow_constant)}
+    if name == "unsupervised":
+        return unsupervised_scores(z, **kw, allow_constant=allow_constant)
     if name == "mig":
         return {"mig": mig(y, z, **kw, allow_constant=allow_constant)}
     if name == "modularity":
@@ -203,7 +279,7 @@ def _score_arrays(name: str, y: np.ndarray, z: np.ndarray, settings: dict, rando
 def evaluate(factors, latents, *, preset: str = "disentanglement_lib", metrics=None,
              overrides: dict | None = None, random_state: int = 0,
              allow_constant: bool = False) -> dict[str, float]:
-    """All representation-only metrics (MCC, MIG, DCI, SAP, modularity, explicitness) with a preset.
+    """All representation-only metrics (MCC, MIG, DCI, SAP, modularity, explicitness, IRS, unsupervised).
 
     Parameters
     ----------
@@ -216,7 +292,7 @@ def evaluate(factors, latents, *, preset: str = "disentanglement_lib", metrics=N
     overrides : dict, optional
         Per-metric settings that replace the preset's, e.g. ``{"dci": {"model": "lasso"}}``.
     random_state : int
-        Seed of the subsets, splits, noise padding and predictors.
+        Seed of the subsets, splits and predictors.
     allow_constant : bool
         Score constant latents as carrying no information instead of raising `DataError`.
 
@@ -224,12 +300,13 @@ def evaluate(factors, latents, *, preset: str = "disentanglement_lib", metrics=N
     -------
     dict
         Flat ``{name: float}``: mcc, mig, dci_disentanglement, dci_completeness,
-        dci_informativeness, sap, modularity, explicitness.
+        dci_informativeness, sap, modularity, explicitness, irs, gaussian_total_correlation,
+        gaussian_wasserstein_correlation, gaussian_wasserstein_correlation_norm, mutual_info_score.
     """
     settings = _preset(preset, metrics, overrides, REPRESENTATION_METRICS)
     data = check_factors_latents(factors, latents, allow_constant=allow_constant)
     y, z = data["factors"], data["latents"]
-    rng = np.random.default_rng(random_state)
+    rng = np.random.default_rng(check_metric_int("random_state", random_state, 0))
     out, short = {}, []
     for name, s in settings.items():
         n_train, n_test, need = _sizes(s)
@@ -252,7 +329,7 @@ def evaluate_model(sampler, encoder, sample_factors, *, preset: str = "disentang
                    chunk_size: int = 4096, allow_constant: bool = False) -> dict[str, float]:
     """All metrics, BetaVAE and FactorVAE included, on fresh samples drawn through sampler and encoder."""
     settings = _preset(preset, metrics, overrides, REPRESENTATION_METRICS + INTERVENTION_METRICS)
-    rng = np.random.default_rng(random_state)
+    rng = _check_counts(1, random_state=random_state, chunk_size=chunk_size)
     rep = {m: s for m, s in settings.items() if m in REPRESENTATION_METRICS}
     out = {}
     if rep:
