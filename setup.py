@@ -30,6 +30,7 @@ setuptools.setup(
         "dev": reqs("dev_requirements"),
         "lpips": reqs("lpips_requirements"),
         "dreamsim": reqs("dreamsim_requirements"),
+        "cluster": reqs("cluster_requirements"),
     },
     entry_points={
         "console_scripts": cfg["console_scripts"].split(),
