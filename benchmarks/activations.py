@@ -6,8 +6,12 @@
 Both sides do the same work per batch: uint8 -> device -> float -> the model's preprocessing
 (resize to its input size, normalise) -> forward under torch.inference_mode (and the same autocast).
 `extract` adds the hooks, the pooling and the copy of the pooled activations to host memory (and may
-stop the forward pass early once every requested layer has fired). Timings are the best of
-`--repeats` interleaved runs. Target: ratio (extract / plain) >= 0.9.
+stop the forward pass early once every requested layer has fired). Every case is timed alike
+(`benchmarks/timing.py`): one warm-up run each on all stimuli, then `--repeats` alternated rounds (order
+rotated each round); images/s from the median round, the ratio (extract / plain) the median of the
+per-round ratios with its min-max. Check that both compute the same thing: `extract` of the
+classifier layer (`_fc`) must equal the plain forward pass's logits (max difference printed).
+Target: ratio (extract / plain) >= 0.9.
 """
 import argparse
 import platform
@@ -16,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from timing import compare
 from superpos.networks.models import autocast_dtype, default_layers, load_model
 from superpos.networks.extraction import extract
 from superpos.core import get_device
@@ -28,15 +33,17 @@ def _sync(device):
 
 
 def plain_forward(vm, stimuli, batch_size, device, dtype):
-    """The baseline: the same batches through the same model, no hooks, logits copied to the host."""
+    """The baseline: the same batches through the same model, no hooks, logits copied to the host (returned)."""
     module = vm.module.to(device).eval()
+    logits = []
     with torch.inference_mode():
         for start in range(0, len(stimuli), batch_size):
             x = vm.preprocess(stimuli.images[start:start + batch_size].to(device, non_blocking=True).float() / 255)
             with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
                 out = module(x)
-            out.float().cpu()
+            logits.append(out.float().cpu())
     _sync(device)
+    return torch.cat(logits)
 
 
 def timed(fn) -> float:
@@ -61,33 +68,34 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     device = get_device(args.device)
     amp = False if args.amp == "off" else args.amp
-    dtype = _autocast_dtype(amp, device)
+    dtype = autocast_dtype(amp, device)
     n = args.n or (4096 if device.type == "cuda" else 128)
     batch_size = args.batch_size or (256 if device.type == "cuda" else 64)
     vm = load_model(args.model)
     stimuli = natural_stimuli(n, args.size, seed=0)
     cases = {"default layers": default_layers(vm), "one late layer": default_layers(vm)[-1:],
              "every block": default_layers(vm, k=10_000)}
-    # warm-up (cudnn autotuning, allocator, first-call costs)
-    plain_forward(vm, stimuli.subset(range(min(n, batch_size))), batch_size, device, dtype)
-    extract(vm, cases["default layers"], stimuli.subset(range(min(n, batch_size))), batch_size=batch_size,
-            device=device, amp=amp, progress=False)
-    best = {"plain forward": float("inf"), **{case: float("inf") for case in cases}}
-    for _ in range(args.repeats):
-        best["plain forward"] = min(best["plain forward"], timed(lambda: plain_forward(vm, stimuli, batch_size, device, dtype)))
-        for case, layers in cases.items():
-            best[case] = min(best[case], timed(lambda: (extract(vm, layers, stimuli, batch_size=batch_size, device=device,
-                                                                amp=amp, progress=False), _sync(device))))
+    check = stimuli.subset(range(min(n, batch_size)))
+    logits = plain_forward(vm, check, batch_size, device, dtype)
+    fc = extract(vm, "_fc", check, batch_size=batch_size, device=device, amp=amp, progress=False)
+    diff = float((torch.as_tensor(fc.values) - logits).abs().max())
+    timed_cases = {"plain forward": lambda: plain_forward(vm, stimuli, batch_size, device, dtype)}
+    for case, layers in cases.items():
+        timed_cases[case] = (lambda layers=layers: extract(vm, layers, stimuli, batch_size=batch_size, device=device,
+                                                           amp=amp, progress=False))
+    timings = compare(timed_cases, rounds=args.repeats, warmup=1, min_time=0, sync=lambda: _sync(device))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} threads"
     lines = [f"# {args.model}, {n} stimuli of {args.size} px -> {vm.input_size} px, batch {batch_size}, "
-             f"device {device.type} ({name}), autocast {dtype}, torch {torch.__version__}, best of {args.repeats}",
-             f"{'':<22}{'images/s':>10}{'ratio':>8}  layers"]
-    plain = n / best["plain forward"]
-    lines.append(f"{'plain forward':<22}{plain:>10.1f}{1.0:>8.2f}  (logits)")
+             f"device {device.type} ({name}), autocast {dtype}, torch {torch.__version__}",
+             f"{'':<22}{'images/s':>10}{'ratio [min-max]':>20}  layers"]
+    plain = n / timings.median("plain forward")
+    lines.append(f"{'plain forward':<22}{plain:>10.1f}{'1.00':>20}  (logits)")
     for case, layers in cases.items():
-        rate = n / best[case]
+        rate = n / timings.median(case)
         shown = ", ".join(layers) if len(layers) <= 5 else f"{len(layers)} layers: {layers[0]} ... {layers[-1]}"
-        lines.append(f"{'extract: ' + case:<22}{rate:>10.1f}{rate / plain:>8.2f}  {shown}")
+        lines.append(f"{'extract: ' + case:<22}{rate:>10.1f}{timings.ratio('plain forward', case):>20}  {shown}")
+    lines.append(f"# same result: max |extract('_fc') - plain logits| = {diff:.2e} on {len(check)} stimuli")
+    lines.append(timings.how_timed())
     text = "\n".join(lines)
     print(text)
     out = Path(args.out)

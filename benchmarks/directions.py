@@ -5,11 +5,15 @@ Data: synthetic "CNN-like" activations, non-negative sparse mixtures of `--laten
 latent directions (Zipf-distributed usage, a shared positive offset, noise). Both k-means run on
 unit-normalised rows with k-means++ seeding; the reference runs to its own convergence with its
 defaults, as the reference code does. Quality is one objective computed the same way for both: the
-mean cosine between each row and its nearest normalised centroid (`spherical_objective`).
-superpos runs with bfloat16 similarity matmuls, one epoch of mini-batches (4096 rows) and no extra
-full Lloyd update (`--max-iter 0`), the settings that suit a CPU; on a GPU try `--max-iter 5`.
+mean cosine between each row and its nearest normalised centroid (`spherical_objective`); superpos's
+must be equal or better (the check that both solve the same problem).
+superpos runs with bfloat16 similarity matmuls (`--precision`) and again in float32, the peer's
+precision, one epoch of mini-batches (4096 rows) and no extra full Lloyd update (`--max-iter 0`),
+the settings that suit a CPU; on a GPU try `--max-iter 5`. All three fits are timed alike
+(`benchmarks/timing.py`): the same warm-up (each fit once on a tenth of the rows), then `--rounds`
+alternated rounds, one thread each (`--threads`); the speed-up is the median per-round ratio [min-max].
 
-    OMP_NUM_THREADS=1 python benchmarks/directions.py     # full size: 200,000 x 1,280, k = 1,280
+    python benchmarks/directions.py                        # full size: 200,000 x 1,280, k = 1,280
     python benchmarks/directions.py --n 50000 --k 640      # a smaller run
     python benchmarks/directions.py --device cuda          # the GPU number
 """
@@ -26,6 +30,7 @@ from sklearn.cluster import MiniBatchKMeans
 
 from superpos.directions.sae import SparseAutoencoder
 from superpos.directions.kmeans import SphericalKMeans, spherical_objective
+from timing import compare
 
 
 def synthetic_activations(n, d, n_latents=5000, active=6, seed=0):
@@ -64,6 +69,8 @@ def main(argv=None):
     p.add_argument("--n-batches", type=int, default=None, help="mini-batch steps (default one epoch)")
     p.add_argument("--max-iter", type=int, default=0, help="full Lloyd updates after the mini-batches")
     p.add_argument("--skip-reference", action="store_true", help="do not run MiniBatchKMeans")
+    p.add_argument("--rounds", type=int, default=3, help="alternated timing rounds")
+    p.add_argument("--threads", type=int, default=1, help="threads for both sides (0: library defaults)")
     p.add_argument("--sae-rows", type=int, default=16_384, help="rows for the SAE throughput run")
     p.add_argument("--output", default=None, help="also append the report to this file")
     args = p.parse_args(argv)
@@ -81,25 +88,38 @@ def main(argv=None):
     X, t_data, _ = timed(lambda: synthetic_activations(args.n, args.d, args.latents, seed=args.seed))
     report(f"data: {X.shape} float32, {X.nbytes / 1e9:.2f} GB, generated in {t_data:.1f} s")
 
-    finder = SphericalKMeans(args.k, max_iter=args.max_iter, batch_size=args.batch_size,
-                             n_batches=args.n_batches, precision=args.precision, device=args.device,
-                             random_state=args.seed)
-    ours, t_ours, c_ours = timed(lambda: finder.fit(X))
-    obj_ours = spherical_objective(X, ours.components_)
-    report(f"superpos SphericalKMeans({args.precision}, batch {args.batch_size}, max_iter "
-           f"{args.max_iter}): {t_ours:7.1f} s wall {c_ours:7.1f} s cpu  objective {obj_ours:.4f}  "
-           f"(Lloyd updates {ours.n_iter_})")
+    def ours(precision, rows):
+        return lambda: SphericalKMeans(args.k, max_iter=args.max_iter, batch_size=args.batch_size,
+                                       n_batches=args.n_batches, precision=precision, device=args.device,
+                                       random_state=args.seed).fit(X[:rows])
 
-    if not args.skip_reference:
-        def reference():
-            Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    def reference(rows):
+        def fit():
+            Xn = X[:rows] / np.linalg.norm(X[:rows], axis=1, keepdims=True)
             return MiniBatchKMeans(n_clusters=args.k, init="k-means++", random_state=args.seed).fit(Xn)
-        ref, t_ref, c_ref = timed(reference)
-        obj_ref = spherical_objective(X, ref.cluster_centers_)
-        report(f"sklearn MiniBatchKMeans (defaults, k-means++): {t_ref:7.1f} s wall {c_ref:7.1f} s cpu  "
-               f"objective {obj_ref:.4f}  (steps {ref.n_steps_}, epochs {ref.n_iter_})")
-        report(f"speed-up {t_ref / t_ours:.2f}x wall, {c_ref / c_ours:.2f}x cpu time; objective "
-               f"difference (ours - reference) {obj_ours - obj_ref:+.4f}")
+        return fit
+    precisions = list(dict.fromkeys([args.precision, "float32"]))  # the peer computes in float32
+    warm_rows = max(args.k, args.n // 10)
+    cases = {f"superpos {p}": ours(p, args.n) for p in precisions}
+    warm = {f"superpos {p}": ours(p, warm_rows) for p in precisions}
+    if not args.skip_reference:
+        cases["sklearn"], warm["sklearn"] = reference(args.n), reference(warm_rows)
+    timings = compare(cases, rounds=args.rounds, warmup_cases=warm, n_threads=args.threads or None)
+    objective = {name: spherical_objective(X, getattr(fit, "components_", getattr(fit, "cluster_centers_", None)))
+                 for name, fit in timings.results.items()}
+    for name in cases:
+        note = (f"Lloyd updates {timings.results[name].n_iter_}" if name != "sklearn" else
+                f"steps {timings.results[name].n_steps_}, epochs {timings.results[name].n_iter_}")
+        report(f"{name:<20} {timings.median(name):8.2f} s (rounds " + ", ".join(f"{t:.1f}" for t in timings.rounds[name])
+               + f")  objective {objective[name]:.4f}  ({note})")
+    if not args.skip_reference:
+        for p in precisions:
+            diff = objective[f"superpos {p}"] - objective["sklearn"]
+            report(f"speed-up superpos {p} vs sklearn (float32): {timings.ratio('sklearn', f'superpos {p}')}; "
+                   f"objective difference (ours - reference) {diff:+.4f}" + ("" if diff > -0.002 else "  WORSE"))
+    report(f"# superpos: SphericalKMeans(batch {args.batch_size}, max_iter {args.max_iter}, one epoch of mini-batches); "
+           "sklearn: MiniBatchKMeans defaults (k-means++) on unit-normalised rows (the normalisation is timed)")
+    report(timings.how_timed() + f"; warm-up = the same fit on the first {warm_rows} rows")
 
     n_sae = min(args.sae_rows, args.n)
     if n_sae > 0:

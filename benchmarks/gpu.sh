@@ -15,3 +15,4 @@ python benchmarks/activations.py --device cuda --out "$R/activations_cuda.txt"
 python benchmarks/interpretability.py --device cuda ${1:+--peer-path "$1"} --out "$R/interpretability_cuda.txt"
 python benchmarks/directions.py --device cuda --output "$R/directions_cuda.txt"
 python benchmarks/slowvae.py --device cuda
+python benchmarks/cnn_analysis.py --out "$R/cnn_analysis_cuda.txt"         # cnn_analysis picks the GPU itself

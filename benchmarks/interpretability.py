@@ -18,8 +18,12 @@ DreamSim metric) on the same embeddings and activations. It materialises units x
 tensors (about 7 MB per unit here), so it is run on `--peer-chunk` units at a time; its total time is
 the sum over chunks and, with `--peer-units` < 1,280, extrapolated linearly (it loops over units).
 superpos's `mis_from_tasks` is run on the peer's own sampled tasks (its `subset_sampling` +
-`sort_subset_id` with the same seed) and must give identical scores. Each method runs in a fresh
-subprocess; "peak MB" is its peak resident memory above what it held after loading the inputs.
+`sort_subset_id` with the same seed) and must give identical scores (the script fails otherwise).
+Timed alike: each measurement runs in a fresh subprocess that first warms the method up (one untimed
+call on the first 16 units), then times it; `--rounds` rounds alternate which of the peer and
+superpos's MIS runs first, one thread each (`OMP_NUM_THREADS=1`, torch 1 thread, set for the
+workers); seconds are the median round, the speed-up the median per-round ratio [min-max]. "peak MB"
+is the peak resident memory above what the process held after loading the inputs.
 Results are printed and written to benchmarks/results/interpretability.txt.
 """
 import argparse
@@ -27,6 +31,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -81,7 +86,7 @@ def inputs(n_stimuli: int, size: int, device: str) -> Path:
 
 
 def _load(path, device):
-    data = torch.load(path, weights_only=False)
+    data = torch.load(path, weights_only=True)
     return data["acts"].to(device), data["emb"].to(device), data
 
 
@@ -114,6 +119,12 @@ def worker(method: str, path: str, device: str, peer_path: str | None, units: in
                                           n_boot=1000, device=device),
               "superpos_ii": lambda: interpretability_index(resp, None, gram_da, n_boot=1000, device=device),
               "superpos_2afc": lambda: psychophysics_2afc(resp, None, gram_da, n_boot=1000, device=device)}[method]
+        warm = {"superpos_mis": lambda: mis(resp[:, :16], None, gram_da, n_references=K, n_tasks=N,
+                                            extreme_quantile=QUANTILE, n_boot=1000, device=device),
+                "superpos_ii": lambda: interpretability_index(resp[:, :16], None, gram_da, n_boot=1000, device=device),
+                "superpos_2afc": lambda: psychophysics_2afc(resp[:, :16], None, gram_da, n_boot=1000, device=device)}
+        warm[method]()
+        _reset_peak()
         t = time.perf_counter()
         res = fn()
         _sync(device)
@@ -131,6 +142,14 @@ def worker(method: str, path: str, device: str, peer_path: str | None, units: in
             b = b.unsqueeze(0) if b.ndim == 1 else b
             return torch.nn.functional.cosine_similarity(a[:, None], b[None], dim=-1)
         scores, total = [], 0.0
+        if method == "peer":  # warm-up: one untimed call on 16 units
+            q, e = peer.query_explanation_generation(SEED, emb, y[:16], K=K, N=N, quantile=QUANTILE, device=device)
+            peer.calc_MIS_set(q, e, cos, alpha=None)
+        else:
+            top, bottom = peer.subset_sampling(SEED, y[:16], K=K, N=N, quantile=QUANTILE, device=device)
+            top, bottom = peer.sort_subset_id(top, bottom, y[:16])
+            mis_from_tasks(gram, top.to(device), bottom.to(device), alpha=None)
+        _reset_peak()
         for start in range(0, y.shape[0], chunk):
             yc = y[start:start + chunk]
             if method == "peer":
@@ -159,7 +178,8 @@ def run_worker(args, method, units, chunk) -> dict:
            "--units", str(units), "--chunk", str(chunk)]
     if args.peer_path:
         cmd += ["--peer-path", args.peer_path]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if res.returncode:
         raise RuntimeError(f"{method} failed:\n{res.stderr[-3000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -173,6 +193,8 @@ def main():
     p.add_argument("--peer-path", default=None, help="folder with MachInterp's mis.py and metric.py")
     p.add_argument("--peer-units", type=int, default=1280, help="units the peer is timed on (extrapolated to 1280)")
     p.add_argument("--peer-chunk", type=int, default=128, help="units per peer call (its memory grows with this)")
+    p.add_argument("--rounds", type=int, default=3, help="alternated rounds of the peer and superpos's MIS")
+    p.add_argument("--threads", type=int, default=1, help="threads of every worker (OMP_NUM_THREADS)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "interpretability.txt"))
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--inputs", default=None, help=argparse.SUPPRESS)
@@ -180,14 +202,15 @@ def main():
     p.add_argument("--chunk", type=int, default=128, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
         print(json.dumps(worker(args.worker, args.inputs, args.device, args.peer_path, args.units, args.chunk)))
         return
     args.inputs_path = inputs(args.n_stimuli, args.size, args.device)
-    data = torch.load(args.inputs_path, weights_only=False)
+    data = torch.load(args.inputs_path, weights_only=True)
     n_units = data["acts"].shape[1]
     lines = [f"# superpos.measures (II, 2-AFC, MIS) benchmark, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
              f"# machine: {platform.machine()}, {os.cpu_count()} CPU cores (shared), "
-             f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, torch threads {torch.get_num_threads()}; "
+             f"{args.threads} thread(s) per worker process (OMP_NUM_THREADS, torch); "
              f"device: {args.device}",
              f"# data: EfficientNet-Lite0 _bn1, {n_units} units x {data['acts'].shape[0]} stimuli ({args.size} px); "
              f"embedding: PerceptualSimilarity(grid=1), d={data['emb'].shape[1]}; MIS n_references (K)={K}, "
@@ -202,23 +225,39 @@ def main():
                      f"{r['peak_mb']:9.1f}  Gram {gram_s:.3f} s; mean score {r['mean_score']:.4f}")
     if args.peer_path:
         units = min(args.peer_units, n_units)
-        peer = run_worker(args, "peer", units, args.peer_chunk)
+        scale = n_units / units
+        peer_s, ours_s, peer = [], [], None
+        for r in range(args.rounds):
+            for m in (("peer", "superpos_mis") if r % 2 == 0 else ("superpos_mis", "peer")):
+                if m == "peer":
+                    peer = run_worker(args, "peer", units, args.peer_chunk)
+                    peer_s.append(peer["measure_s"] * scale)
+                else:
+                    ours_s.append(run_worker(args, "superpos_mis", n_units, 0)["measure_s"])
         same = run_worker(args, "superpos_on_peer_tasks", units, args.peer_chunk)
         diff = float(np.max(np.abs(np.asarray(peer["scores"]) - np.asarray(same["scores"]))))
-        scale = n_units / units
-        peer_full = peer["measure_s"] * scale
-        ours_full = gram_s + ours["superpos_mis"]["measure_s"]
+        if diff > 1e-5:
+            raise SystemExit(f"superpos's MIS on the peer's tasks differs from the peer by {diff:.2e}")
+        peer_full = statistics.median(peer_s)
         note = "" if units == n_units else f" (timed on {units} units, extrapolated x{scale:.1f})"
         lines.append(f"{'peer MachInterp MIS (chunks of %d units)' % args.peer_chunk:44s} {n_units:6d} "
-                     f"{peer_full:9.3f} {peer['peak_mb']:9.1f}  {1000 * peer['measure_s'] / units:.1f} ms/unit{note}")
+                     f"{peer_full:9.3f} {peer['peak_mb']:9.1f}  {1000 * peer_full / n_units:.1f} ms/unit{note}")
         lines.append(f"{'superpos mis_from_tasks on peer tasks (score)':44s} {units:6d} {same['measure_s']:9.3f} "
                      f"{same['peak_mb']:9.1f}  max |score diff| vs peer = {diff:.2e}")
+        ratios = [p_ / o for p_, o in zip(peer_s, ours_s)]
+        with_gram = [p_ / (o + gram_s) for p_, o in zip(peer_s, ours_s)]
         lines.append(f"# MIS speed-up at {n_units} units, peer / superpos `mis` (ranking, task sampling, scoring, "
-                     f"1000-draw bootstrap): {peer_full / ours['superpos_mis']['measure_s']:.1f}x without the Gram "
+                     f"1000-draw bootstrap), median of {args.rounds} alternated rounds [min-max]: "
+                     f"{statistics.median(ratios):.1f}x [{min(ratios):.1f}-{max(ratios):.1f}] without the Gram "
                      f"matrix (computed once per stimulus set, shared by all measures and response sets), "
-                     f"{peer_full / ours_full:.1f}x including it")
+                     f"{statistics.median(with_gram):.1f}x [{min(with_gram):.1f}-{max(with_gram):.1f}] including it")
+        lines.append(f"# rounds (s): peer {', '.join(f'{v:.2f}' for v in peer_s)}; superpos mis "
+                     f"{', '.join(f'{v:.3f}' for v in ours_s)}")
         lines.append("# memory: the peer's grows with chunk x N x (K+1) x d (units per call x tasks x images x embedding); "
                      "superpos's with the S x S Gram matrix plus units x N x (K+1) indices")
+    lines.append(f"# timed alike: a fresh process per measurement, one untimed warm-up call (16 units) then the timed "
+                 f"call; {args.threads} thread(s) each; load average {os.getloadavg()[0]:.1f} / "
+                 f"{os.getloadavg()[1]:.1f} (1 / 5 min, {os.cpu_count()} cores, shared machine)")
     text = "\n".join(lines)
     print(text)
     out = Path(args.out)

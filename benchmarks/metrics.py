@@ -6,7 +6,10 @@ The references are the straightforward implementations used by the published cod
   pure-python `munkres` package the reference uses, which would only make the reference slower);
 - MIG (disentanglement_lib `_compute_mig`): `np.histogram` + `np.digitize` per latent, then
   `sklearn.metrics.mutual_info_score` for every (latent, factor) pair.
-Both are checked to give the same value as superpos. The metrics are numpy code (no GPU path).
+Both are checked to give the same value as superpos (the script fails otherwise). The metrics are
+numpy code (no GPU path). Both sides are timed alike (`benchmarks/timing.py`): one warm-up call each,
+then `--rounds` alternated rounds, one BLAS thread each (`--threads`); seconds are the median round, the
+speed-up (reference / superpos) the median of the per-round ratios with its min-max.
 
     python benchmarks/metrics.py            # MCC and MIG, 100k x 10 (seconds)
     python benchmarks/metrics.py --full     # also every representation-only metric, slowvae preset
@@ -28,6 +31,7 @@ from sklearn.metrics import mutual_info_score
 from superpos.disentangle.metrics import mcc, mig
 from superpos.disentangle.sampled_metrics import REPRESENTATION_METRICS, evaluate
 from superpos.core import atomic_write
+from timing import compare
 
 
 def reference_mcc(y, z, method):
@@ -49,7 +53,7 @@ def reference_mig(y, z, n_bins=20):
 
 
 def best_time(fn, repeats):
-    """(best wall time over `repeats` runs, last value)."""
+    """(best wall time over `repeats` runs, last value): only for the superpos-only `--full` lines."""
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -62,7 +66,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-samples", type=int, default=100_000)
     parser.add_argument("--n-latents", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="BLAS threads for both sides (0: library default)")
     parser.add_argument("--full", action="store_true",
                         help="also time evaluate(preset='slowvae') (DCI with the lasso variant)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "metrics.txt"))
@@ -81,19 +86,24 @@ def main():
              f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores "
              f"(shared), OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; "
              "device: cpu (numpy; no GPU path)",
-             f"# data: {n} samples x {k} factors (32 values) x {k} latents; best of {args.repeats}",
-             f"{'metric':<22}{'superpos s':>12}{'reference s':>13}{'speed-up':>10}"
+             f"# data: {n} samples x {k} factors (32 values) x {k} latents",
+             f"{'metric':<22}{'superpos s':>12}{'reference s':>13}{'speed-up [min-max]':>22}"
              f"{'value':>10}{'|diff|':>10}"]
     cases = [("mcc spearman", lambda: mcc(y, z), lambda: reference_mcc(y, z, "spearman")),
              ("mcc pearson", lambda: mcc(y, z, method="pearson"),
               lambda: reference_mcc(y, z, "pearson")),
              ("mig (20 bins)", lambda: mig(y, z), lambda: reference_mig(y, z))]
+    timings = None
     for name, ours, ref in cases:
-        t_ours, v_ours = best_time(ours, args.repeats)
-        t_ref, v_ref = best_time(ref, args.repeats)
-        lines.append(f"{name:<22}{t_ours:>12.3f}{t_ref:>13.3f}{t_ref / t_ours:>9.1f}x"
-                     f"{v_ours:>10.4f}{abs(v_ours - v_ref):>10.1e}")
+        timings = compare({"superpos": ours, "reference": ref}, rounds=args.rounds, warmup=1,
+                          n_threads=args.threads or None)
+        v_ours, v_ref = timings.results["superpos"], timings.results["reference"]
+        if not abs(v_ours - v_ref) < 1e-9:
+            raise SystemExit(f"{name}: superpos {v_ours} != reference {v_ref}")
+        lines.append(f"{name:<22}{timings.median('superpos'):>12.3f}{timings.median('reference'):>13.3f}"
+                     f"{timings.ratio('reference', 'superpos'):>22}{v_ours:>10.4f}{abs(v_ours - v_ref):>10.1e}")
         print(lines[-1], flush=True)
+    lines.append(timings.how_timed())
     if args.full:
         lines.append(f"# evaluate(preset='slowvae', overrides={{'dci': {{'model': 'lasso'}}}}) on {n_all} "
                      "samples, one run each:")

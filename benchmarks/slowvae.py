@@ -231,6 +231,20 @@ def reference_round(solver, loader, warmup: int, iterations: int) -> float:
     return iterations / (time.perf_counter() - start)
 
 
+def same_loss(solver, loader) -> tuple[float, float]:
+    """(reference loss, |reference - superpos slowvae_loss|) on one reference batch and the same network outputs."""
+    from superpos.disentangle.model import slowvae_loss
+    x, _ = next(iter(loader))
+    x = x.to(solver.device)
+    with torch.no_grad():
+        x_recon, mu, logvar = solver.net(x)
+        recon = F.binary_cross_entropy_with_logits(x_recon, x, reduction="sum").div(x.size(0))
+        entropy, ce_normal, ce_laplace = solver.cross_ent_combined(mu, logvar)
+        ref = 2 * recon + solver.beta * (ce_normal - entropy) + solver.gamma * (ce_laplace - entropy)
+        ours = slowvae_loss(x, x_recon, mu, logvar, beta=solver.beta, gamma=solver.gamma, rate=6.0)["loss"]
+    return float(ref), float((ref - ours).abs())
+
+
 # ---------------------------------------------------------------------------- superpos
 
 
@@ -267,9 +281,10 @@ def main(argv=None):
     loader = DataLoader(ReferenceSprites(packed), batch_size=32, shuffle=True, num_workers=2,
                         pin_memory=cuda, drop_last=True, collate_fn=custom_collate, persistent_workers=False)
     solver = ReferenceSolver(device)
+    check = same_loss(solver, loader)
     ours, theirs, fp32 = [], [], []
     with_fp32 = not cuda and training.native_bf16(device)   # CPU: also time superpos without autocast, its share
-    reference_warmup = 50 if cuda else warmup
+    reference_warmup = warmup  # the same warm-up steps for both loops, every round
     for r in range(args.rounds):
         if r % 2:
             theirs.append(reference_round(solver, loader, reference_warmup, iterations))
@@ -280,10 +295,10 @@ def main(argv=None):
             theirs.append(reference_round(solver, loader, reference_warmup, iterations))
         print(f"round {r}: superpos {ours[-1]:.2f} it/s, reference {theirs[-1]:.2f} it/s, "
               f"ratio {ours[-1] / theirs[-1]:.2f}" + (f"; superpos fp32 {fp32[-1]:.2f} it/s" if fp32 else ""), flush=True)
-    report(device, args, warmup, iterations, ours, theirs, fp32)
+    report(device, args, warmup, iterations, ours, theirs, fp32, check)
 
 
-def report(device, args, warmup, iterations, ours, theirs, fp32):
+def report(device, args, warmup, iterations, ours, theirs, fp32, check):
     a, b = statistics.median(ours), statistics.median(theirs)
     ratios = [x / y for x, y in zip(ours, theirs)]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU"
@@ -301,10 +316,17 @@ def report(device, args, warmup, iterations, ours, theirs, fp32):
         lines.append(f"{'superpos (train, amp=False: fp32)':<34}{statistics.median(fp32):>10.2f}   "
                      + ", ".join(f"{v:.2f}" for v in fp32))
     lines += [f"{'ratio per round':<34}{'':>10}   " + ", ".join(f"{v:.2f}" for v in ratios),
-              f"speed-up (median of the per-round ratios): {statistics.median(ratios):.2f}x"]
+              f"speed-up (median of the per-round ratios [min-max]): {statistics.median(ratios):.2f}x "
+              f"[{min(ratios):.2f}-{max(ratios):.2f}]"]
     if fp32:
-        lines.append(f"speed-up without autocast (fp32, median of per-round ratios): "
-                     f"{statistics.median([x / y for x, y in zip(fp32, theirs)]):.2f}x")
+        r32 = [x / y for x, y in zip(fp32, theirs)]
+        lines.append(f"speed-up at the reference's precision (superpos fp32, no autocast; median of per-round "
+                     f"ratios [min-max]): {statistics.median(r32):.2f}x [{min(r32):.2f}-{max(r32):.2f}]")
+    lines.append(f"# timed alike: each round, each loop runs {warmup} untimed warm-up steps then {iterations} timed "
+                 f"steps; rounds alternate which loop goes first; it/s = median round; both loops use the same "
+                 f"{torch.get_num_threads()} torch threads (the reference's DataLoader adds its 2 workers, as published)")
+    lines.append(f"# same computation: the reference loss {check[0]:.3f} vs superpos slowvae_loss on the same batch "
+                 f"and network outputs, |difference| {check[1]:.1e}")
     if device.type == "cpu":
         lines.append("# GPU: pending here (no GPU); run `python benchmarks/slowvae.py --device cuda`")
     text = "\n".join(lines) + "\n"
