@@ -1,11 +1,12 @@
 """Tests of superpos.brain.dandi offline: a fake DANDI client and a local HTTP range server (tests/http_range_server.py)."""
 import hashlib
+import time
 
 import numpy as np
 import pytest
 
 import superpos.brain.dandi as dandi
-from http_range_server import serve_file_locally
+from http_range_server import serve_faulty, serve_file_locally
 from superpos.brain.dandi import AtomicDiskCache
 from superpos.core import ConfigError, DownloadError, MissingFileError
 
@@ -21,9 +22,10 @@ class FakeAsset:
 
 class FakeClient:
     def __init__(self, assets, failures=0):
-        self.assets, self.failures = assets, failures
+        self.assets, self.failures, self.versions = assets, failures, []
 
     def get_dandiset(self, dandiset_id, version=None):
+        self.versions.append(version)
         if self.failures:
             self.failures -= 1
             raise ConnectionError("connection reset by peer")
@@ -134,3 +136,68 @@ def test_range_server_answers_ranges_and_is_silent_when_clients_hang_up(tmp_path
                 client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         time.sleep(0.5)
     assert capfd.readouterr().err == ""
+
+
+def test_dandiset_versions_are_pinned(monkeypatch):
+    assert dandi.DANDISETS["000728"]["version"] == "0.240827.1809"
+    assert dandi.DANDISETS["000021"]["version"] == "0.251116.2246"
+    client = FakeClient([FakeAsset("sub-7/sub-7_ses-715093703.nwb", "http://unused")])
+    monkeypatch.setattr(dandi, "_dandi_client", lambda: client)
+    dandi.find_natural_scenes_sessions("000021")
+    dandi.find_natural_scenes_sessions("000021", version="draft")
+    assert client.versions == ["0.251116.2246", "draft"]
+
+
+def _stream(monkeypatch, tmp_path, url, **options):
+    monkeypatch.setattr(dandi.time, "sleep", lambda s: None)
+    monkeypatch.setenv("SUPERPOS_CACHE", str(tmp_path / "cache"))
+    asset = FakeAsset("sub-7/sub-7_ses-715093703.nwb", url)
+    monkeypatch.setattr(dandi, "_dandi_client", lambda: FakeClient([asset]))
+    return dandi.load_dandi_session("000021", 715093703, images=False, **options)
+
+
+@pytest.mark.parametrize("stall_after", [0, 1])
+def test_stalled_server_times_out(files, tmp_path, monkeypatch, stall_after):
+    """#17: a server that accepts the request and never answers: the length request (0) or a range read (1)."""
+    with serve_faulty(files["neuropixels"]["path"], stall_after=stall_after) as (url, server):
+        start = time.monotonic()
+        with pytest.raises(dandi.DownloadError) as info:
+            _stream(monkeypatch, tmp_path, url, timeout=0.5, retries=2)
+        elapsed = time.monotonic() - start
+    message = str(info.value)
+    assert elapsed < 8, f"took {elapsed:.1f} s: the time-out did not reach the HTTP calls"
+    assert "failed after 2 attempts" in message and "0.5 s" in message
+    assert url in message and str(tmp_path / "cache" / "dandi") in message and "RemFile" not in message
+    assert server.requests == stall_after + 2  # then every request stalls: one per attempt
+
+
+def test_corrupt_range_is_evicted_and_refetched(files, sessions, tmp_path, monkeypatch):
+    """#17: a byte range that arrived garbled once is removed from the disk cache before the retry."""
+    with serve_faulty(files["neuropixels"]["path"], corrupt=1) as (url, server):
+        ds = _stream(monkeypatch, tmp_path, url, retries=2)
+        assert server.corrupted == 1
+    np.testing.assert_allclose(ds.responses.values, sessions["neuropixels"].responses.values)
+    blob = files["neuropixels"]["path"].read_bytes()
+    for chunk in (p for p in (tmp_path / "cache" / "dandi").rglob("*") if p.is_file()):
+        assert chunk.read_bytes() in blob  # only good chunks remain
+
+
+def test_corrupt_cache_is_not_left_for_later_runs(files, sessions, tmp_path, monkeypatch):
+    with serve_faulty(files["neuropixels"]["path"], corrupt=10**6) as (url, server):
+        with pytest.raises(dandi.DownloadError) as info:
+            _stream(monkeypatch, tmp_path, url, retries=2)
+        assert url in str(info.value) and "RemFile" not in str(info.value)
+        assert not [p for p in (tmp_path / "cache" / "dandi").rglob("*") if p.is_file()]  # all evicted
+        server.corrupt = 0  # the network is fine again: the next run reads good bytes, not a cached bad range
+        ds = _stream(monkeypatch, tmp_path, url, retries=1)
+    np.testing.assert_allclose(ds.responses.values, sessions["neuropixels"].responses.values)
+
+
+def test_evict_removes_only_that_urls_chunks(tmp_path):
+    cache = AtomicDiskCache(str(tmp_path))
+    for i in range(3):
+        cache.set(f"http://a/x.nwb|{dandi.CHUNK_SIZE}|{i}", b"a")
+    cache.set(f"http://b/y.nwb|{dandi.CHUNK_SIZE}|0", b"b")
+    assert cache.evict("http://a/x.nwb", 3 * dandi.CHUNK_SIZE) == 3
+    assert cache.get(f"http://b/y.nwb|{dandi.CHUNK_SIZE}|0") == b"b"
+    assert cache.get(f"http://a/x.nwb|{dandi.CHUNK_SIZE}|1") is None

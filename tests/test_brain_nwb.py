@@ -18,10 +18,13 @@ def test_round_trip(files, sessions, layout):
     truth, ds = files[layout], sessions[layout]
     assert ds.attrs["layout"] == layout
     assert ds.responses.dims == ("stimulus", "neuron")
-    assert ds.responses.shape == truth["rates"].shape
-    np.testing.assert_array_equal(ds.images.values, truth["images"])
-    np.testing.assert_array_equal(ds.n_trials.values, np.full(len(truth["rates"]), 10))
-    expected = truth["rates"] if layout == "two_photon" else (2.0 + 20.0 * truth["rates"]) * 0.25
+    # two-photon: blanks are stored as image 0 (as in 000728), so scene 0 is masked and left out
+    shown = np.arange(1 if layout == "two_photon" else 0, len(truth["rates"]))
+    assert ds.responses.shape == truth["rates"][shown].shape
+    np.testing.assert_array_equal(ds.images.values, truth["images"][shown])
+    np.testing.assert_array_equal(ds.n_trials.values, np.full(len(shown), 10))
+    rates = truth["rates"][shown]
+    expected = rates if layout == "two_photon" else (2.0 + 20.0 * rates) * 0.25
     # within 5 noise SDs of a 10-trial mean: Gaussian noise 0.3 on ~7 frames, or Poisson counts
     sd = np.full_like(expected, 0.3 / np.sqrt(70)) if layout == "two_photon" else np.sqrt(expected / 10)
     assert (np.abs(ds.responses.values - expected) / sd).max() < 5
@@ -30,7 +33,7 @@ def test_round_trip(files, sessions, layout):
     means = ds.presentation_responses.groupby("presentation_stimulus").mean().sel(presentation_stimulus=ds.stimulus.values)
     np.testing.assert_allclose(means.values, ds.responses.values)
     assert ds.sizes["presentation"] == len(truth["order"])
-    assert set(ds.trial.values[ds.presentation_stimulus.values != "blank"]) == set(range(10))
+    assert set(ds.trial.values[~np.isin(ds.presentation_stimulus.values, ["blank", "masked"])]) == set(range(10))
     assert ds.attrs["session_id"] == f"synthetic-{layout}-3"
     assert ds.attrs["species"] == "Mus musculus"
     np.testing.assert_array_equal(planted_truth(truth["path"])["mixing"], truth["mixing"])
@@ -78,10 +81,9 @@ def test_spike_counts_match_direct_computation(files):
             assert ds.presentation_responses.values[p, unit] == count
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
-def test_blanks_are_a_condition_of_their_own(files, sessions, layout):
-    ds, order = sessions[layout], files[layout]["order"]
-    assert ds.attrs["n_blank"] == (order < 0).sum() == 10
+def test_blanks_are_a_condition_of_their_own(files, sessions):
+    ds, order = sessions["neuropixels"], files["neuropixels"]["order"]
+    assert ds.attrs["n_blank"] == (order < 0).sum() == 10 and ds.attrs["blank_source"] == "presentations"
     assert (ds.presentation_stimulus.values == "blank").sum() == 10
     assert "blank" not in ds.stimulus.values
     blank = ds.presentation_responses.values[order < 0].mean(0)
@@ -89,17 +91,18 @@ def test_blanks_are_a_condition_of_their_own(files, sessions, layout):
     assert ds.attrs["overrepresented_images"] == []
 
 
-def test_blanks_cast_to_image_zero_are_reported(tmp_path):
-    truth = write_synthetic_nwb(tmp_path / "zero.nwb", blank_code=0, n_blank=10, seed=1)
-    with pytest.warns(UserWarning, match="image 0 was presented 20 times"):
-        ds = load_nwb(truth["path"])
-    assert ds.attrs["overrepresented_images"] == [0]
-    assert ds.attrs["n_blank"] == 0 and int(ds.n_trials.values[0]) == 20
+def test_explicit_blank_code_keeps_image_zero(tmp_path):
+    """A file whose blanks are -1 stored as 2**32 - 1 (not 0): nothing is masked, blanks come from presentations."""
+    truth = write_synthetic_nwb(tmp_path / "max.nwb", blank_code=2**32 - 1, seed=1)
+    ds = load_nwb(truth["path"])
+    assert ds.sizes["stimulus"] == 48 and ds.attrs["n_masked_shared_blank"] == 0
+    assert ds.attrs["n_blank"] == 10 and ds.attrs["blank_source"] == "presentations"
+    np.testing.assert_allclose(ds.blank_responses.values, ds.presentation_responses.values[truth["order"] < 0].mean(0))
 
 
 def test_templates_ordered_by_numeric_suffix(tmp_path):
     truth = write_synthetic_nwb(tmp_path / "unordered.nwb", order_of_images=False, n_images=24, n_features=4,
-                                    n_single=4, seed=2)
+                                n_single=4, blank_code=2**32 - 1, seed=2)
     with h5py.File(truth["path"], "r") as f:  # stored in text order: NaturalScene0, 1, 10, 11, ...
         assert list(f["stimulus/templates/natural_scenes_template"])[:3] == ["NaturalScene0", "NaturalScene1", "NaturalScene10"]
     ds = load_nwb(truth["path"])

@@ -1,8 +1,10 @@
 """Tests of superpos.brain.reliability: split halves, split-half reliability, images as a stimulus set."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from superpos.brain.nwb import load_nwb
+from superpos.brain.nwb import LAYOUTS, load_nwb
 from superpos.brain.reliability import attach_images, split_half_reliability, split_halves, to_stimulus_set
 from superpos.brain.synthetic import write_synthetic_nwb
 from superpos.core import DataError
@@ -45,7 +47,7 @@ def test_split_halves_need_two_presentations(sessions):
 
 def test_stimulus_set_from_colour_and_grey_images(tmp_path, sessions):
     grey = to_stimulus_set(sessions["two_photon"], size=16)
-    assert tuple(grey.images.shape) == (48, 3, 16, 16) and grey.images.dtype.is_floating_point is False
+    assert tuple(grey.images.shape) == (47, 3, 16, 16) and grey.images.dtype.is_floating_point is False  # no scene 0
     assert (grey.images[:, 0] == grey.images[:, 1]).all()
     colour = load_nwb(write_synthetic_nwb(tmp_path / "rgb.nwb", "neuropixels", color=True)["path"])
     assert colour.images.dims == ("stimulus", "y", "x", "channel")
@@ -59,6 +61,9 @@ def test_attach_images_from_another_session(files, sessions):
     assert "images" not in bare
     with pytest.raises(DataError, match="no images"):
         to_stimulus_set(bare)
-    np.testing.assert_array_equal(attach_images(bare, sessions["two_photon"]).images.values, files["two_photon"]["images"])
+    with pytest.raises(DataError, match="shared_blank_index=None"):  # the two-photon session masks scene 0
+        attach_images(bare, sessions["two_photon"])
+    source = load_nwb(files["two_photon"]["path"], layout=replace(LAYOUTS["two_photon"], shared_blank_index=None))
+    np.testing.assert_array_equal(attach_images(bare, source).images.values, files["two_photon"]["images"])
     with pytest.raises(DataError, match="no image in the other session"):
         attach_images(bare, sessions["two_photon"].isel(stimulus=slice(0, 5)))

@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .allen import (invalid_mask, roi_metadata, shared_blank_mask, spontaneous_onsets, unit_metadata,
+                                  unit_quality_mask)
 from ..core import ConfigError, DataError, MissingFileError
 
 # %% ../../nbs/60_brain_nwb.ipynb #658f7675
@@ -61,6 +63,10 @@ class NWBLayout:
     channel_column: str = "peak_channel_id"  # units only: column pointing into the electrodes table
     area_column: str = "location"  # electrodes column with the brain area (units only)
     depth_column: str | None = "probe_vertical_position"  # electrodes column used as depth (units only)
+    unit_filter: bool = False  # units only: keep the units passing AllenSDK's default filter (ALLEN_UNIT_FILTER)
+    mask_invalid_times: bool = True  # mask presentations overlapping the file's invalid_times intervals
+    shared_blank_index: int | None = None  # image index that blanks were stored as (000728: 0): masked if ambiguous
+    spontaneous: str | None = None  # name in nwbfile.stimulus of a grey-screen block used as the blank condition
 
     def __post_init__(self):
         split_layout_path(self.responses, "responses")
@@ -74,10 +80,12 @@ LAYOUTS = {
     "two_photon": NWBLayout(
         "two_photon", responses="processing/ophys/DfOverF/DfOverF",
         presentations="stimulus/presentation/natural_scenes_stimulus",
-        templates="stimulus/templates/natural_scenes_template", window=(0.0, 0.25)),
+        templates="stimulus/templates/natural_scenes_template", window=(0.0, 0.25), shared_blank_index=0,
+        spontaneous="spontaneous_stimulus"),
     "neuropixels": NWBLayout(
         "neuropixels", responses="units", presentations="intervals/natural_scenes_presentations",
-        image_column="frame", templates="stimulus/templates/natural_scenes_template", window=(0.0, 0.25)),
+        image_column="frame", templates="stimulus/templates/natural_scenes_template", window=(0.0, 0.25),
+        unit_filter=True),
 }
 
 # %% ../../nbs/60_brain_nwb.ipynb #9d4c71de
@@ -117,9 +125,15 @@ def open_nwb(source):
         raise MissingFileError(f"NWB file {source} does not exist: check the path, or write one with write_synthetic_nwb")
     try:
         h5 = h5py.File(source, "r")
+        version = h5.attrs.get("nwb_version", h5["nwb_version"][()] if "nwb_version" in h5 else None)
     except OSError as err:
         raise DataError(f"{name} is not a readable NWB (HDF5) file ({err}): it is truncated or corrupt; "
                         "download or write it again (delete any cached copy first)") from err
+    version = version.decode() if isinstance(version, bytes) else str(version)
+    if re.match(r"(NWB-)?1\.", version):
+        h5.close()
+        raise DataError(f"{name} is an NWB {version} file: NWB 1.x is not supported (pynwb reads NWB 2); use the "
+                        "NWB 2 conversion (the Allen sessions are on DANDI: 000728, 000021) or convert it")
     try:
         io = NWBHDF5IO(file=h5, mode="r", load_namespaces=True)
         nwbfile = io.read()
@@ -248,51 +262,6 @@ def _window_responses(source, onsets, window, baseline, neurons) -> np.ndarray:
         responses = responses - scale * before
     return responses
 
-# %% ../../nbs/60_brain_nwb.ipynb #25280c47
-def _roi_metadata(series) -> pd.DataFrame:
-    """cell_id, area, depth of the ROIs of a RoiResponseSeries, in column order."""
-    rois = getattr(series, "rois", None)
-    n = series.data.shape[1] if len(series.data.shape) > 1 else 1
-    if rois is None:
-        return pd.DataFrame({"cell_id": np.arange(n), "area": "unknown", "depth": np.nan})
-    table, rows = rois.table, np.asarray(rois.data[:])
-    if len(rows) != n:
-        raise DataError(f"response series {series.name!r} has {n} columns but its rois region names {len(rows)} ROIs: "
-                        "mismatched response and neuron counts")
-    plane = getattr(table, "imaging_plane", None)
-    area = getattr(plane, "location", None) or "unknown"
-    if "depth" in table.colnames:
-        depth = np.asarray(table["depth"].data[:], dtype=float)[rows]
-    else:
-        match = re.search(r"(\d+(?:\.\d+)?)\s*(?:um|µm|micron)", " ".join(
-            str(getattr(x, "description", "") or "") for x in (plane, table)))
-        depth = np.full(n, float(match.group(1)) if match else np.nan)
-    return pd.DataFrame({"cell_id": np.asarray(table.id.data[:])[rows], "area": area, "depth": depth})
-
-
-def _unit_metadata(nwbfile, units, layout: NWBLayout) -> pd.DataFrame:
-    """cell_id, area, depth of every unit, through its peak channel's electrode."""
-    ids = np.asarray(units.id.data[:])
-    meta = pd.DataFrame({"cell_id": ids, "area": "unknown", "depth": np.nan})
-    if layout.channel_column not in units.colnames or nwbfile.electrodes is None:
-        warnings.warn(f"units table has no {layout.channel_column!r} column (or the file has no electrodes table): "
-                      "areas and depths are unknown", stacklevel=3)
-        return meta
-    electrodes = nwbfile.electrodes
-    if layout.area_column not in electrodes.colnames:
-        raise DataError(f"the electrodes table has no {layout.area_column!r} column (it has {list(electrodes.colnames)}): "
-                        "set NWBLayout(area_column=...)")
-    position = {int(c): i for i, c in enumerate(electrodes.id.data[:])}
-    channels = np.asarray(units[layout.channel_column].data[:]).astype(int)
-    missing = [c for c in channels if c not in position]
-    if missing:
-        raise DataError(f"{len(missing)} units point to channels missing from the electrodes table (e.g. {missing[:3]})")
-    rows = np.array([position[c] for c in channels])
-    meta["area"] = np.asarray(electrodes[layout.area_column].data[:]).astype(str)[rows]
-    if layout.depth_column and layout.depth_column in electrodes.colnames:
-        meta["depth"] = np.asarray(electrodes[layout.depth_column].data[:], dtype=float)[rows]
-    return meta
-
 # %% ../../nbs/60_brain_nwb.ipynb #c26dfa59
 def detect_layout(nwbfile) -> NWBLayout:
     """The known layout whose response and presentation tables this file has."""
@@ -350,6 +319,9 @@ def _blank_report(index: np.ndarray, n_images: int) -> list[int]:
 def _read_session(nwbfile, layout, window, baseline, images, areas, source) -> xr.Dataset:
     """The Dataset of one open NWB file (see `load_nwb`)."""
     index, onsets, container = _presentations(nwbfile, layout)
+    shared = shared_blank_mask(index, layout.shared_blank_index)
+    invalid = invalid_mask(nwbfile, onsets, window) if layout.mask_invalid_times else np.zeros(len(index), bool)
+    index = np.where(shared | invalid, -2, index)  # -2: masked (neither an image nor the blank)
     if layout.templates is not None and container is None:
         try:
             container = _resolve(nwbfile, layout.templates, "stimulus templates")
@@ -363,40 +335,50 @@ def _read_session(nwbfile, layout, window, baseline, images, areas, source) -> x
         raise DataError(f"presentations refer to image {index.max()} but the file has {n_images} stimulus templates: "
                         "mismatched stimulus counts (wrong templates, or a different image-index column)")
     if (index < 0).all():
-        raise DataError(f"all {len(index)} presentations in {layout.presentations!r} are blanks: no images to respond to")
+        raise DataError(f"all {len(index)} presentations in {layout.presentations!r} are blanks or masked: "
+                        "no images to respond to")
     names = names or [f"{layout.image_prefix}{i}" for i in range(n_images)]
     source_table = _resolve(nwbfile, layout.responses, "responses")
-    meta = _unit_metadata(nwbfile, source_table, layout) if hasattr(source_table, "colnames") else _roi_metadata(source_table)
-    keep = np.flatnonzero(meta["area"].isin(areas)) if areas else np.arange(len(meta))
+    units = hasattr(source_table, "colnames")
+    meta = unit_metadata(nwbfile, source_table, channel_column=layout.channel_column, area_column=layout.area_column,
+                         depth_column=layout.depth_column) if units else roi_metadata(source_table)
+    good = unit_quality_mask(source_table) if units and layout.unit_filter else np.ones(len(meta), bool)
+    keep = np.flatnonzero(good & (meta["area"].isin(areas) if areas else True))
     if len(keep) == 0:
-        raise DataError(f"no neurons in areas {areas}: the file has {sorted(set(meta['area']))}")
+        raise DataError(f"no neurons in areas {areas} pass the unit filter ({int(good.sum())} of {len(meta)} units "
+                        f"pass; areas {sorted(set(meta['area']))}): change areas, or NWBLayout(unit_filter=False)")
     per_trial = _window_responses(source_table, onsets, window, baseline, keep)
+    spont = spontaneous_onsets(nwbfile.stimulus, layout.spontaneous, window) if layout.spontaneous and \
+        not (index == -1).any() else np.zeros(0)
+    blank = _window_responses(source_table, spont, window, baseline, keep) if len(spont) else per_trial[index == -1]
     suspects = _blank_report(index, n_images)
-    return _assemble(per_trial, index, onsets, names, pixels, meta.iloc[keep],
+    return _assemble(per_trial, index, onsets, names, pixels, meta.iloc[keep], blank,
                      _session_attrs(nwbfile, layout, window, baseline, source) | dict(
-                         n_blank=int((index < 0).sum()), overrepresented_images=suspects))
+                         n_blank=len(blank), blank_source="spontaneous" if len(spont) else "presentations",
+                         n_masked_shared_blank=int(shared.sum()), n_masked_invalid=int((invalid & ~shared).sum()),
+                         n_units_filtered_out=int((~good).sum()), overrepresented_images=suspects))
 
 # %% ../../nbs/60_brain_nwb.ipynb #9cd97dad
-def _assemble(per_trial, index, onsets, names, pixels, meta, attrs) -> xr.Dataset:
-    """Build the session Dataset from per-presentation responses."""
+def _assemble(per_trial, index, onsets, names, pixels, meta, blank, attrs) -> xr.Dataset:
+    """Build the session Dataset from per-presentation responses (index -1: blank, -2: masked)."""
     names = np.asarray(names, dtype=str)
     counts = np.bincount(index[index >= 0], minlength=len(names))
     shown = np.flatnonzero(counts > 0)
     if len(shown) < len(names):
-        warnings.warn(f"{len(names) - len(shown)} images were never presented (e.g. {names[counts == 0][:3]}): "
-                      "they are left out", stacklevel=3)
+        warnings.warn(f"{len(names) - len(shown)} images were never presented, or all their presentations were "
+                      f"masked (e.g. {names[counts == 0][:3]}): they are left out", stacklevel=3)
     sums = np.zeros((len(names), per_trial.shape[1]))
     np.add.at(sums, index[index >= 0], per_trial[index >= 0])
     trial = np.full(len(index), -1)
     for i in shown:
         trial[index == i] = np.arange(counts[i])
-    label = np.where(index >= 0, names[np.maximum(index, 0)], "blank")
+    label = np.where(index >= 0, names[np.maximum(index, 0)], np.where(index == -1, "blank", "masked"))
     neuron = np.asarray(meta["cell_id"])
     data = {"responses": (("stimulus", "neuron"), (sums[shown] / counts[shown, None])),
             "presentation_responses": (("presentation", "neuron"), per_trial),
             "n_trials": ("stimulus", counts[shown])}
-    if (index < 0).any():
-        data["blank_responses"] = ("neuron", per_trial[index < 0].mean(0))
+    if len(blank):
+        data["blank_responses"] = ("neuron", blank.mean(0))
     if pixels is not None:
         dims = ("stimulus", "y", "x") if pixels.ndim == 3 else ("stimulus", "y", "x", "channel")
         data["images"] = (dims, pixels[shown])

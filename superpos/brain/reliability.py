@@ -91,6 +91,8 @@ def attach_images(ds: xr.Dataset, other: xr.Dataset) -> xr.Dataset:
         raise DataError("the other dataset has no images either")
     missing = sorted(set(ds.stimulus.values) - set(other.stimulus.values))
     if missing:
-        raise DataError(f"{len(missing)} stimuli have no image in the other session (e.g. {missing[:3]}): "
-                        "the two sessions did not show the same images")
+        raise DataError(f"{len(missing)} stimuli have no image in the other session (e.g. {missing[:3]}): the two "
+                        "sessions did not show the same images, or the other left some out (a 000728 session masks "
+                        "scene 0: read the image source with layout=replace(LAYOUTS['two_photon'], "
+                        "shared_blank_index=None))")
     return ds.assign(images=other.images.sel(stimulus=ds.stimulus.values))

@@ -83,7 +83,8 @@ def _add_templates(nwbfile, images: np.ndarray, prefix: str, ordered: bool = Tru
     return container
 
 # %% ../../nbs/61_brain_synthetic.ipynb #b34d7444
-def _write_two_photon(nwbfile, rates, order, onsets, rng, noise, blank_code, templates, frame_rate=30.0):
+def _write_two_photon(nwbfile, rates, order, onsets, rng, noise, blank_code, templates, spontaneous=30.0,
+                      frame_rate=30.0):
     """A DfOverF RoiResponseSeries and a natural_scenes_stimulus IndexSeries."""
     from pynwb.image import IndexSeries
     from pynwb.ophys import DfOverF, ImageSegmentation, OpticalChannel, RoiResponseSeries
@@ -100,7 +101,8 @@ def _write_two_photon(nwbfile, rates, order, onsets, rng, noise, blank_code, tem
         segmentation.add_roi(id=500_000_000 + i, pixel_mask=[(i % 32, i // 32, 1.0)])
     module = nwbfile.create_processing_module(name="ophys", description="processed two-photon data")
     module.add(image_segmentation)
-    times = np.arange(0.0, onsets[-1] + 1.5, 1.0 / frame_rate)
+    grey = (onsets[-1] + 1.0, onsets[-1] + 1.0 + spontaneous)  # the spontaneous (grey screen) block
+    times = np.arange(0.0, grey[1] + 1.5, 1.0 / frame_rate)
     current = np.searchsorted(onsets, times, side="right") - 1  # presentation on screen at each frame
     on_screen = (current >= 0) & (times < onsets[-1] + 0.25)
     dff = np.zeros((len(times), n_neurons))
@@ -114,13 +116,20 @@ def _write_two_photon(nwbfile, rates, order, onsets, rng, noise, blank_code, tem
     index = np.where(order < 0, blank_code, order).astype(np.uint32)
     nwbfile.add_stimulus(IndexSeries(name="natural_scenes_stimulus", data=index, unit="N/A",
                                      indexed_images=templates, timestamps=onsets))
+    if spontaneous > 0:
+        from pynwb.epoch import TimeIntervals
+        block = TimeIntervals(name="spontaneous_stimulus", description="Mean luminance gray image.")
+        block.add_interval(start_time=float(grey[0]), stop_time=float(grey[1]))
+        nwbfile.add_stimulus(block)
 
 # %% ../../nbs/61_brain_synthetic.ipynb #05da7fc4
 AREAS = ("VISp", "VISl", "VISal", "VISpm", "LGd")
 
 
-def _write_neuropixels(nwbfile, rates, order, onsets, rng, base_rate, gain, duration=0.25):
-    """Units with spike times, electrodes with areas, and a natural_scenes_presentations table."""
+def _write_neuropixels(nwbfile, rates, order, onsets, rng, base_rate, gain, n_noise_units=4, n_invalid=0,
+                       electrodes="peak_channel_id", duration=0.25):
+    """Units with spike times and quality metrics, electrodes with areas, invalid times, and a
+    natural_scenes_presentations table; returns the ids of the units that pass the Allen filter."""
     from pynwb.epoch import TimeIntervals
     n_neurons = rates.shape[1]
     device = nwbfile.create_device(name="probeA", description="synthetic Neuropixels probe")
@@ -131,13 +140,33 @@ def _write_neuropixels(nwbfile, rates, order, onsets, rng, base_rate, gain, dura
     for j, channel in enumerate(channels):
         nwbfile.add_electrode(id=int(channel), group=group, location=AREAS[j % len(AREAS)],
                               probe_vertical_position=float(20 * j))
-    nwbfile.add_unit_column(name="peak_channel_id", description="id of the unit's peak channel (electrodes.id)")
-    nwbfile.add_unit_column(name="quality", description="sorting quality")
+    if electrodes not in ("peak_channel_id", "region"):
+        raise ConfigError(f"electrodes must be 'peak_channel_id' or 'region', got {electrodes!r}")
+    if electrodes == "peak_channel_id":
+        nwbfile.add_unit_column(name="peak_channel_id", description="id of the unit's peak channel (electrodes.id)")
+    metrics = {"quality": "sorting quality", "amplitude_cutoff": "amplitude cutoff", "presence_ratio": "presence ratio",
+               "isi_violations": "ISI violations"}
+    for name, description in metrics.items():
+        nwbfile.add_unit_column(name=name, description=description)
+    invalid = rng.choice(len(onsets), size=n_invalid, replace=False) if n_invalid else np.zeros(0, int)
     lam = (base_rate + gain * rates) * duration  # expected count per presentation and unit
-    for i in range(n_neurons):
-        counts = rng.poisson(lam[:, i])
+    lam[invalid] = 50.0  # artefacts during the invalid intervals
+    failing = [dict(quality="noise"), dict(amplitude_cutoff=0.3), dict(presence_ratio=0.5), dict(isi_violations=2.0)]
+    good = []
+    for i in range(n_neurons + n_noise_units):
+        expected = lam[:, i] if i < n_neurons else np.full(len(onsets), base_rate * duration)
+        counts = rng.poisson(expected)
         spikes = np.repeat(onsets, counts) + rng.uniform(0, duration, counts.sum())
-        nwbfile.add_unit(id=950_000_000 + i, spike_times=np.sort(spikes), peak_channel_id=int(channels[i]), quality="good")
+        quality = dict(quality="good", amplitude_cutoff=0.05, presence_ratio=0.99, isi_violations=0.1)
+        if i >= n_neurons:
+            quality.update(failing[(i - n_neurons) % len(failing)])
+        else:
+            good.append(950_000_000 + i)
+        link = dict(peak_channel_id=int(channels[i % n_neurons])) if electrodes == "peak_channel_id" else \
+            dict(electrodes=[i % n_neurons])
+        nwbfile.add_unit(id=950_000_000 + i, spike_times=np.sort(spikes), **link, **quality)
+    for k in invalid:
+        nwbfile.add_invalid_time_interval(start_time=float(onsets[k] + 0.05), stop_time=float(onsets[k] + 0.1))
     table = TimeIntervals(name="natural_scenes_presentations", description="natural scenes presentations")
     for column in ("frame", "stimulus_name"):
         table.add_column(name=column, description=column)
@@ -145,18 +174,21 @@ def _write_neuropixels(nwbfile, rates, order, onsets, rng, base_rate, gain, dura
         table.add_interval(start_time=float(onset), stop_time=float(onset + duration),
                            frame=float(index), stimulus_name="natural_scenes")
     nwbfile.add_time_intervals(table)
+    return np.array(good), np.sort(invalid)
 
 # %% ../../nbs/61_brain_synthetic.ipynb #69f8ad0f
 def write_synthetic_nwb(path: str | Path, layout: str = "two_photon", *, n_images: int = 48, n_repeats: int = 10,
                         n_neurons: int = 24, n_features: int = 6, n_single: int = 6, image_size: int = 32,
                         n_blank: int = 10, noise: float = 0.3, gain: float = 20.0, base_rate: float = 2.0,
-                        blank_code: int = 2**32 - 1, images: bool = True, color: bool = False,
-                        order_of_images: bool = True, seed: int = 0) -> dict:
+                        blank_code: int = 0, images: bool = True, color: bool = False,
+                        order_of_images: bool = True, spontaneous: float = 30.0, n_noise_units: int = 4,
+                        n_invalid: int = 0, electrodes: str = "peak_channel_id", seed: int = 0) -> dict:
     """Write a small NWB session with planted mixed selectivity; return the ground truth.
 
     Returns a dict with `mixing` (neurons x features, rows sum to 1), `features` (images x features),
     `feature_names`, `images`, `rates` (images x neurons, the noise-free mean response), `order`
-    (image index per presentation, -1 = blank), `onsets`, `path` and `layout`.
+    (image index per presentation, -1 = blank), `onsets`, `path` and `layout`; Neuropixels also `good_units`
+    (ids passing AllenSDK's filter) and `invalid` (presentations inside `invalid_times`).
     """
     from pynwb import NWBHDF5IO
     if layout not in ("two_photon", "neuropixels"):
@@ -174,10 +206,13 @@ def write_synthetic_nwb(path: str | Path, layout: str = "two_photon", *, n_image
     per_presentation = np.where(order[:, None] >= 0, rates[np.maximum(order, 0)], 0.0)
     nwbfile = _base_nwbfile(f"synthetic-{layout}-{seed}", f"synthetic {layout} session with planted mixed selectivity")
     templates = _add_templates(nwbfile, pictures, "NaturalScene", order_of_images) if images else None
+    extra = {}
     if layout == "two_photon":
-        _write_two_photon(nwbfile, per_presentation, order, onsets, rng, noise, blank_code, templates)
+        _write_two_photon(nwbfile, per_presentation, order, onsets, rng, noise, blank_code, templates, spontaneous)
     else:
-        _write_neuropixels(nwbfile, per_presentation, order, onsets, rng, base_rate, gain)
+        good, invalid = _write_neuropixels(nwbfile, per_presentation, order, onsets, rng, base_rate, gain,
+                                           n_noise_units, n_invalid, electrodes)
+        extra = dict(good_units=good, invalid=invalid)
     nwbfile.add_scratch(mixing, name="planted_mixing", description="neurons x features mixing matrix (rows sum to 1)")
     nwbfile.add_scratch(features, name="planted_features", description="images x features feature strengths")
     nwbfile.add_scratch(np.array(names), name="planted_feature_names", description="feature names")
@@ -188,7 +223,7 @@ def write_synthetic_nwb(path: str | Path, layout: str = "two_photon", *, n_image
         io.write(nwbfile)
     os.replace(tmp, path)
     return dict(mixing=mixing, features=features, feature_names=names, images=pictures, rates=rates,
-                order=order, onsets=onsets, path=path, layout=layout)
+                order=order, onsets=onsets, path=path, layout=layout, **extra)
 
 # %% ../../nbs/61_brain_synthetic.ipynb #0cca8f55
 def planted_truth(path: str | Path) -> dict:
