@@ -4,17 +4,22 @@
 
 # %% auto #0
 __all__ = ['CACHE_ENV', 'SuperposError', 'ConfigError', 'DataError', 'MissingFileError', 'DownloadError', 'MissingExtraError',
-           'get_device', 'seed_everything', 'cache_dir', 'sha256sum', 'atomic_write', 'download', 'as_list',
-           'output_dir', 'project_root', 'git_commit', 'environment']
+           'get_device', 'seed_everything', 'cache_dir', 'sha256sum', 'temp_sibling', 'stale_parts',
+           'clean_stale_parts', 'atomic_write', 'verify_file', 'download', 'as_list', 'output_dir', 'project_root',
+           'git_commit', 'environment']
 
 # %% ../nbs/00_core.ipynb #da080fdb
+import glob
 import hashlib
+import http.client
 import os
 import platform
 import random
+import secrets
 import shutil
 import subprocess
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 
@@ -55,7 +60,10 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ConfigError(f"unknown device {device!r} ({err}): pass 'cpu', 'cuda', 'cuda:0', 'mps' or None") from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {str(device)!r} was requested but CUDA is not available here: "
                           "pass device='cpu' (or leave it out to choose automatically)")
@@ -66,7 +74,7 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
 # %% ../nbs/00_core.ipynb #c09eee1e
 def seed_everything(seed: int) -> np.random.Generator:
     """Seed python, numpy and torch (all devices); return a fresh numpy `Generator` for `seed`."""
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
     random.seed(int(seed))
     np.random.seed(int(seed) % 2**32)
@@ -80,7 +88,10 @@ def cache_dir(*parts: str) -> Path:
     """The superpos cache directory (or a sub-folder of it), created on demand."""
     root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "superpos").expanduser()
     path = root.joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot use {path} as the superpos cache ({err}): set ${CACHE_ENV} to a writable folder") from err
     return path
 
 # %% ../nbs/00_core.ipynb #6ff8ba5b
@@ -93,57 +104,196 @@ def sha256sum(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def atomic_write(path: str | Path, write, mode: str = "wb") -> Path:
-    """Call `write(fileobj)` on a temporary file beside `path`, then rename it into place."""
+def _part_prefix(path: Path) -> str:
+    """The name prefix of `path`'s temporary files: `.<name>.` (host and pid follow)."""
+    return f".{path.name}."
+
+
+def _owner() -> str:
+    """This process as `<host>-<pid>` (dots in the host name replaced)."""
+    return f"{platform.node().replace('.', '_').replace('-', '_')}-{os.getpid()}"
+
+
+def temp_sibling(path: str | Path) -> Path:
+    """A fresh temporary name beside `path` (`.<name>.<host>-<pid>.<random>.part`) that `stale_parts` recognises."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    return path.with_name(f"{_part_prefix(path)}{_owner()}.{secrets.token_hex(6)}.part")
+
+
+def _alive(pid: int) -> bool:
+    """True if a process with this id runs on this host."""
+    if pid == os.getpid():
+        return True
     try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stale_parts(path: str | Path, *, max_age: float = 86400.0) -> list[Path]:
+    """Temporary files (or folders) of `path` left by killed writers: their process is gone, or they are older than `max_age` s.
+
+    A temporary file of a live writer on this host is never listed (another host's only once it is
+    older than `max_age`).
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    host, prefix, stale = _owner().rpartition("-")[0], _part_prefix(path), []
+    for part in path.parent.glob(glob.escape(prefix) + "*.part"):
+        part_host, _, pid = part.name[len(prefix):].split(".")[0].rpartition("-")
+        try:
+            old = time.time() - part.stat().st_mtime > max_age
+        except FileNotFoundError:
+            continue
+        if old or (part_host == host and pid.isdigit() and not _alive(int(pid))):
+            stale.append(part)
+    return sorted(stale)
+
+
+def clean_stale_parts(path: str | Path) -> list[Path]:
+    """Remove the `stale_parts` of `path`; returns what was removed."""
+    removed = stale_parts(path)
+    for part in removed:
+        if part.is_dir():
+            shutil.rmtree(part, ignore_errors=True)
+        else:
+            part.unlink(missing_ok=True)
+    return removed
+
+
+def atomic_write(path: str | Path, write, mode: str = "wb") -> Path:
+    """Call `write(fileobj)` on a temporary file beside `path`, then rename it into place.
+
+    The file gets the mode a plain `open` would give it (the umask's; an existing file keeps its own).
+    A failed `write` removes the temporary file and leaves an existing `path` untouched; temporary
+    files of killed writers (see `stale_parts`) are removed by the next write to `path`.
+    """
+    if mode not in ("w", "wb"):
+        raise ConfigError(f"atomic_write writes whole files: mode must be 'w' or 'wb', got {mode!r}")
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create the folder {path.parent} for {path.name} ({err}): choose a writable path") from err
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder, not a file: choose another file name")
+    clean_stale_parts(path)
+    tmp = temp_sibling(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)  # umask applies
+    try:
+        if path.exists() and hasattr(os, "fchmod"):
+            os.fchmod(fd, path.stat().st_mode & 0o7777)
         with os.fdopen(fd, mode) as f:
             write(f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
-# %% ../nbs/00_core.ipynb #0d59f64c
+# %% ../nbs/00_core.ipynb #6434fd99
+def _check_expected(sha256, size) -> None:
+    """ConfigError unless `sha256` is None or 64 hex digits and `size` None or a non-negative integer."""
+    if sha256 is not None and (not isinstance(sha256, str) or len(sha256) != 64
+                               or any(c not in "0123456789abcdef" for c in sha256.lower())):
+        raise ConfigError(f"sha256 must be 64 hexadecimal digits (hashlib.sha256(...).hexdigest()), got {sha256!r}")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 0):
+        raise ConfigError(f"size must be a non-negative number of bytes, got {size!r}")
+
+
+def verify_file(path: str | Path, *, sha256: str | None = None, size: int | None = None) -> Path:
+    """`path` if its SHA-256 and size match the expected ones (DownloadError naming both otherwise).
+
+    Call it before unpickling or otherwise trusting a file that was not fetched by `download`.
+    """
+    _check_expected(sha256, size)
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{path} does not exist: download it first")
+    actual_size = path.stat().st_size
+    if size is not None and actual_size != size:
+        raise DownloadError(f"{path} has {actual_size} bytes, expected {size}: it is truncated or another "
+                            "version; delete it and download it again")
+    if sha256 is not None:
+        actual = sha256sum(path)
+        if actual != sha256.lower():
+            raise DownloadError(f"{path} has SHA-256 {actual}, expected {sha256.lower()}: it is corrupt or "
+                                "another version; delete it and download it again")
+    return path
+
+
+def _record_path(path: Path) -> Path:
+    """Where the hash of a first download of `path` is recorded."""
+    return path.with_name(path.name + ".sha256")
+
+
+def _fetch(url: str, path: Path, *, sha256, size, timeout: float) -> None:
+    """Stream `url` into `path` atomically, hashing on the way; nothing lands at `path` unless it matches."""
+    def write(f):
+        digest, n = hashlib.sha256(), 0
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            announced = response.headers.get("Content-Length")
+            for block in iter(lambda: response.read(1 << 20), b""):
+                digest.update(block)
+                f.write(block)
+                n += len(block)
+        if announced is not None and announced.isdigit() and n != int(announced):   # read(n) hides a cut connection
+            raise DownloadError(f"download of {url} was cut off after {n} of {announced} bytes; nothing was kept, try again")
+        actual = digest.hexdigest()
+        if (size is not None and n != size) or (sha256 is not None and actual != sha256):
+            raise DownloadError(f"download of {url} is corrupt: {n} bytes (expected {size}), SHA-256 {actual} "
+                                f"(expected {sha256}); nothing was kept, try again")
+        if sha256 is None:   # record before the rename: a file at `path` always has its record
+            atomic_write(_record_path(path), lambda r: r.write(actual + "\n"), mode="w")
+    atomic_write(path, write)
+
+
 def download(url: str, path: str | Path | None = None, *, sha256: str | None = None,
              size: int | None = None, retries: int = 3, timeout: float = 60.0) -> Path:
-    """Download `url` to `path` (default: the cache) atomically, verifying `sha256` or `size`.
+    """Download `url` to `path` (default: the cache) atomically, verifying `sha256` and `size`.
 
-    Without a published `sha256`, the hash of the first download is recorded next to the file
-    (`<name>.sha256`) and checked on every later call.
+    Nothing lands at `path` unless it matches. Without a published `sha256`, the hash of the first
+    download is recorded next to the file (`<name>.sha256`) and checked on every later call (and on
+    any later download); delete both files to accept a new version.
     """
+    _check_expected(sha256, size)
+    if isinstance(retries, bool) or not isinstance(retries, (int, np.integer)) or retries < 1:
+        raise ConfigError(f"retries must be a positive integer, got {retries!r}")
+    if not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ConfigError(f"timeout must be a positive number of seconds, got {timeout!r}")
     path = Path(path) if path is not None else cache_dir("downloads") / Path(url.split("?")[0]).name
-    record = path.with_name(path.name + ".sha256")
-    expected = sha256 or (record.read_text().strip() if record.exists() else None)
-    if path.exists():
-        actual = sha256sum(path)
-        if expected is None or actual == expected:
-            return path
-        raise DownloadError(f"cached file {path} has SHA-256 {actual}, expected {expected}: "
-                            "delete it to download it again")
+    sha256 = sha256.lower() if sha256 else None
+    record = _record_path(path)
+    recorded = record.read_text().strip() if record.is_file() else None
+    if path.is_file():
+        try:
+            verify_file(path, sha256=sha256 or recorded, size=size)
+        except DownloadError as err:
+            raise DownloadError(f"the cached file {path} does not match what was {'published' if sha256 else 'recorded'}"
+                                f" ({err}): delete {path}{'' if sha256 else ' and ' + record.name} to download it again") from err
+        if sha256 is None and recorded is None:   # e.g. placed by hand: trust on first use, as a download
+            atomic_write(record, lambda r: r.write(sha256sum(path) + "\n"), mode="w")
+        return path
     last_error = None
     for _attempt in range(retries):
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                atomic_write(path, lambda f: shutil.copyfileobj(response, f))
-            break
-        except OSError as err:
+            _fetch(url, path, sha256=sha256 or recorded, size=size, timeout=timeout)
+            return path
+        except ValueError as err:   # urllib's unknown url type
+            raise ConfigError(f"cannot download {url!r} ({err}): pass an http(s):// or file:// URL") from err
+        except (OSError, http.client.HTTPException) as err:
             last_error = err
-    else:
-        raise DownloadError(f"could not download {url} after {retries} attempts ({last_error}); "
-                            "check the network, or place the file at {path} by hand") from last_error
-    actual = sha256sum(path)
-    bad_size = size is not None and path.stat().st_size != size
-    if bad_size or (expected is not None and actual != expected):
-        path.unlink()
-        raise DownloadError(f"download of {url} is corrupt (size {path.stat().st_size if path.exists() else '?'}"
-                            f" vs {size}, SHA-256 {actual} vs {expected}); it was removed, try again")
-    if sha256 is None:
-        atomic_write(record, lambda f: f.write(actual), mode="w")
-    return path
+    if isinstance(last_error, DownloadError) and recorded is not None and sha256 is None:
+        raise DownloadError(f"{url} no longer matches the SHA-256 recorded at the first download in {record} "
+                            f"({last_error}); if the new version is wanted, delete {record}") from last_error
+    raise DownloadError(f"could not download {url} after {retries} attempts ({last_error}); "
+                        f"check the network, or place the file at {path} by hand") from last_error
 
 # %% ../nbs/00_core.ipynb #1167dfcd
 def as_list(value, item_type=str) -> list:
@@ -153,7 +303,10 @@ def as_list(value, item_type=str) -> list:
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):
-            value = yaml.safe_load(text)
+            try:
+                value = yaml.safe_load(text)
+            except yaml.YAMLError as err:
+                raise ConfigError(f"cannot read {text!r} as a YAML list ({err}): write e.g. [a, b] or a,b") from err
         else:
             value = [part.strip() for part in text.split(",") if part.strip()]
     elif not isinstance(value, (list, tuple)):
@@ -166,8 +319,13 @@ def as_list(value, item_type=str) -> list:
 # %% ../nbs/00_core.ipynb #373da23a
 def output_dir(path: str | Path | None, name: str) -> Path:
     """The folder an analysis writes its results to (created)."""
-    path = Path(path) if path else Path("_build") / "results" / name
-    path.mkdir(parents=True, exist_ok=True)
+    path = Path(path).expanduser() if path else Path("_build") / "results" / name
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"output_dir {path} is a file, not a folder: pass a folder (it is created if missing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create output_dir {path} ({err}): pass a writable folder") from err
     return path
 
 # %% ../nbs/00_core.ipynb #56808479

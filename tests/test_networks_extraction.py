@@ -6,7 +6,8 @@ import torch.nn as nn
 import xarray as xr
 
 from superpos.core import ConfigError, DataError
-from superpos.networks.extraction import extract, load_activations, save_activations
+from superpos.networks.extraction import extract
+from superpos.networks.store import load_activations, save_activations
 from superpos.networks.models import Preprocess, load_model
 from superpos.stimuli.sets import as_stimulus_set
 
@@ -150,4 +151,30 @@ def test_amp_close_to_float32(tiny, stim):
     exact = extract(tiny, "conv2", stim, progress=False, amp=False).values
     mixed = extract(tiny, "conv2", stim, progress=False, amp="bf16").values
     np.testing.assert_allclose(mixed, exact, atol=0.05, rtol=0.05)
-    assert extract(tiny, "conv2", stim, progress=False, amp="bf16").attrs["amp"] == "bfloat16"
+    assert extract(tiny, "conv2", stim, progress=False, amp="bf16").attrs["precision"] == "bfloat16"
+
+
+def test_precision_defaults_to_float32_and_is_recorded(tiny, stim, tmp_path):
+    assert extract(tiny, "conv2", stim, progress=False).attrs["precision"] == "float32"
+    stored = extract(tiny, "conv2", stim, progress=False, precision="bfloat16", path=tmp_path / "a.zarr")
+    assert stored.attrs["precision"] == "bfloat16"
+    assert load_activations(tmp_path / "a.zarr")["conv2"].attrs["precision"] == "bfloat16"
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        extract(tiny, "conv2", stim, precision="fp8")
+
+
+def test_bfloat16_correlates_with_float32_per_unit(lite):
+    """bfloat16 autocast on a real network: every unit's responses correlate > 0.98 with float32."""
+    from superpos.stimuli.natural import natural_stimuli
+    stimuli = natural_stimuli(24, 64, seed=3)
+    small = load_model(lite.module, input_size=None, preprocess=lite.preprocess.__class__(lite.preprocess.mean, lite.preprocess.std, None))
+    layers = ["_blocks.4", "_blocks.15"]
+    exact = extract(small, layers, stimuli, progress=False, device="cpu")
+    fast = extract(small, layers, stimuli, progress=False, device="cpu", precision="bfloat16")
+    for layer in layers:
+        a, b = exact[layer].values, fast[layer].values
+        keep = a.std(0) > 1e-6 * np.abs(a).max()
+        a, b = a[:, keep] - a[:, keep].mean(0), b[:, keep] - b[:, keep].mean(0)
+        r = (a * b).sum(0) / np.sqrt((a * a).sum(0) * (b * b).sum(0))
+        assert np.median(r) > 0.995 and r.min() > 0.98, (layer, np.median(r), r.min())
+        assert fast[layer].attrs["precision"] == "bfloat16"

@@ -16,10 +16,9 @@ import numpy as np
 import torch
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
 
 from ..core import ConfigError, get_device
-from .base import DirectionFinder, normalise_rows, unit_rows
+from .base import DirectionFinder, check_fitted, check_param, normalise_rows, unit_rows
 
 # %% ../../nbs/32_directions_kmeans.ipynb #f50ff927
 class KMeansDirections(DirectionFinder):
@@ -333,6 +332,11 @@ class SphericalKMeans(DirectionFinder):
 
     def _update(self):
         """The centroid update for the parameters (a clear error for unknown choices)."""
+        check_param("max_iter", self.max_iter, low=0, integer=True)
+        check_param("tol", self.tol, low=0)
+        check_param("chunk_size", self.chunk_size, low=1, integer=True)
+        for name in ("batch_size", "n_batches", "init_size"):
+            check_param(name, getattr(self, name), low=1, integer=True, allow_none=True)
         if self.precision not in _PRECISIONS:
             raise ConfigError(f"precision must be one of {sorted(_PRECISIONS)}, got {self.precision!r}")
         if self.centroid not in ("mean", "frechet"):
@@ -370,5 +374,5 @@ class SphericalKMeans(DirectionFinder):
 
     def predict(self, X):
         """Index of the nearest direction (largest cosine) of each stimulus."""
-        check_is_fitted(self, "components_")
+        check_fitted(self)
         return np.asarray(self._validate(X, reset=False) @ self.components_.T).argmax(axis=1)

@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.decomposition import NMF, PCA, FastICA
 
 from ..core import DataError
-from .base import DirectionFinder, unit_rows
+from .base import DirectionFinder, check_param, unit_rows
 
 # %% ../../nbs/31_directions_linear.ipynb #0288d11a
 class PCADirections(DirectionFinder):
@@ -72,6 +72,12 @@ class ICADirections(DirectionFinder):
         self.random_state = random_state
 
     def _fit(self, X, k):
+        check_param("max_iter", self.max_iter, low=1, integer=True)
+        check_param("tol", self.tol, low=0)
+        spread = np.ptp(X, axis=0)
+        if not (spread > 0).any():
+            raise DataError("every stimulus has the same responses (all rows identical): ICA needs varying "
+                            "activations; check the stimuli and the layer")
         self.ica_ = FastICA(n_components=k, whiten="unit-variance", max_iter=self.max_iter,
                             tol=self.tol, random_state=self.random_state).fit(X)
         self.components_ = unit_rows(self.ica_.mixing_.T, np.random.default_rng(0))
@@ -122,6 +128,10 @@ class NMFDirections(DirectionFinder):
         if X.min() < 0:
             raise DataError(f"Negative values in data passed to NMFDirections (min {X.min():.3g}): NMF "
                             "needs non-negative activations, e.g. post-ReLU units")
+        if not X.any():
+            raise DataError("every activation is zero: NMF has nothing to factorise; check the stimuli and the layer")
+        check_param("max_iter", self.max_iter, low=1, integer=True)
+        check_param("tol", self.tol, low=0)
         self.nmf_ = NMF(n_components=k, init=self.init, max_iter=self.max_iter, tol=self.tol,
                         random_state=self.random_state).fit(X)
         norms = np.linalg.norm(self.nmf_.components_, axis=1)

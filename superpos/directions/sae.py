@@ -12,10 +12,9 @@ import numpy as np
 import torch
 import xarray as xr
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
 
-from ..core import ConfigError, get_device
-from .base import DirectionFinder, unit_rows
+from ..core import ConfigError, DataError, MissingFileError, atomic_write, get_device
+from .base import DirectionFinder, check_fitted, check_param, unit_rows
 from .kmeans import SphericalKMeans
 
 # %% ../../nbs/33_directions_sae.ipynb #9198fce7
@@ -219,6 +218,13 @@ class SparseAutoencoder(DirectionFinder):
         self.random_state = random_state
 
     def _k(self, n_latents):
+        check_param("n_epochs", self.n_epochs, low=1, integer=True)
+        check_param("batch_size", self.batch_size, low=1, integer=True)
+        check_param("lr", self.lr, low=0, high=10, strict=True)
+        check_param("l1_coef", self.l1_coef, low=0)
+        for flag in ("tied", "resample_dead"):
+            if not isinstance(getattr(self, flag), (bool, np.bool_)):
+                raise ConfigError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
         if self.kind not in ("topk", "l1"):
             raise ConfigError(f"kind must be 'topk' or 'l1', got {self.kind!r}")
         if self.init not in ("kmeans", "data", "random"):
@@ -247,25 +253,31 @@ class SparseAutoencoder(DirectionFinder):
 
     def inverse_transform(self, Z):
         """Reconstruct activations from codes: `Z @ components_ + decoder_bias_`."""
-        check_is_fitted(self, "components_")
+        check_fitted(self)
         Z = Z.transpose("stimulus", "direction").values if isinstance(Z, xr.DataArray) else Z
         return np.asarray(Z, dtype=np.float64) @ self.components_ + self.decoder_bias_
 
     def save(self, path):
-        """Save the fitted SAE as a torch file of tensors and plain parameters."""
-        check_is_fitted(self, "components_")
+        """Save the fitted SAE as a torch file of tensors and plain parameters (written atomically)."""
+        check_fitted(self)
         params = {k: v for k, v in self.get_params().items() if not hasattr(v, "randint")}
         state = {name: torch.as_tensor(getattr(self, name)) for name in _SAE_STATE}
-        torch.save({"params": params, "state": state, "scale": self.scale_}, Path(path))
-        return Path(path)
+        return atomic_write(Path(path), lambda f: torch.save({"params": params, "state": state, "scale": self.scale_}, f))
 
     @classmethod
     def load(cls, path):
         """Load an SAE saved with `save` (read with `torch.load(..., weights_only=True)`)."""
-        saved = torch.load(Path(path), map_location="cpu", weights_only=True)
-        sae = cls(**saved["params"])
-        for name, value in saved["state"].items():
-            setattr(sae, name, value.numpy())
-        sae.scale_ = float(saved["scale"])
+        path = Path(path)
+        if not path.is_file():
+            raise MissingFileError(f"no saved sparse autoencoder at {path}: write one with SparseAutoencoder.save")
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            sae = cls(**saved["params"])
+            for name in _SAE_STATE:
+                setattr(sae, name, saved["state"][name].double().numpy())
+            sae.scale_ = float(saved["scale"])
+        except Exception as err:   # noqa: BLE001 - whatever torch raises for a broken file (never weights_only=False)
+            raise DataError(f"{path} is not a sparse autoencoder saved by SparseAutoencoder.save (or it is corrupt: "
+                            f"{type(err).__name__}: {str(err).splitlines()[0][:200]}): save it again") from err
         sae.n_features_in_ = sae.components_.shape[1]
         return sae

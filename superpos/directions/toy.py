@@ -15,6 +15,10 @@ from ..core import ConfigError, DataError, get_device
 # %% ../../nbs/34_directions_toy.ipynb #4faac31b
 def sample_features(n, n_features, feature_probability, rng, *, min_active=0):
     """`n` sparse feature vectors: each feature active with `feature_probability`, then U[0, 1]."""
+    if isinstance(min_active, bool) or not isinstance(min_active, (int, np.integer)) or not 0 <= min_active <= n_features:
+        raise ConfigError(f"min_active must be an integer in [0, n_features={n_features}], got {min_active!r}")
+    if min_active > 0 and not feature_probability > 0:
+        raise ConfigError("min_active > 0 needs feature_probability > 0 (no feature would ever be active)")
     X = rng.random((n, n_features)) * (rng.random((n, n_features)) < feature_probability)
     if min_active > 0:
         short = np.flatnonzero((X > 0).sum(axis=1) < min_active)
@@ -71,8 +75,13 @@ class ToyModel:
 def train_toy_model(n_features, n_hidden, *, feature_probability, importance=None, n_steps=3000,
                     batch_size=1024, lr=1e-2, seed=0, device=None):
     """Train a toy model of superposition; returns a `ToyModel`."""
-    if not 0 < feature_probability <= 1:
+    if not isinstance(feature_probability, (int, float, np.number)) or not 0 < feature_probability <= 1:
         raise ConfigError(f"feature_probability must be in (0, 1], got {feature_probability}")
+    for name, value in (("n_features", n_features), ("n_hidden", n_hidden), ("n_steps", n_steps), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    if not isinstance(lr, (int, float, np.number)) or not 0 < lr < np.inf:
+        raise ConfigError(f"lr must be a positive number, got {lr!r}")
     if not 0 < n_hidden <= n_features:
         raise ConfigError(f"need 0 < n_hidden <= n_features, got n_hidden={n_hidden}, n_features={n_features}")
     importance = np.ones(n_features) if importance is None else np.asarray(importance, dtype=float)
@@ -103,6 +112,8 @@ def _unit(M, what):
     M = np.asarray(getattr(M, "components_", M), dtype=np.float64)
     if M.ndim != 2:
         raise DataError(f"{what} must be a 2-D array (directions x dims), got shape {M.shape}")
+    if not np.isfinite(M).all():
+        raise DataError(f"{what} contains NaN or infinite values: drop those directions first")
     norms = np.linalg.norm(M, axis=1, keepdims=True)
     if (norms == 0).any():
         raise DataError(f"{what} contains all-zero directions: drop them (e.g. the toy model's "

@@ -13,8 +13,28 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..core import ConfigError
+from ..core import ConfigError, DataError
 from .sets import StimulusSet, check_count_and_size, concat_stimuli, resize_images, to_uint8
+
+# %% ../../nbs/11_stimuli_natural.ipynb #6c04f74d
+def _range(name: str, pair, *, low: float = 0.0, strict_low: bool = True) -> tuple[float, float]:
+    """`pair` as (a, b) with low < a <= b finite (ConfigError naming `name` otherwise)."""
+    try:
+        a, b = (float(v) for v in pair)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{name} must be a pair (low, high) of numbers, got {pair!r}") from err
+    if not (np.isfinite(a) and np.isfinite(b)) or (a <= low if strict_low else a < low) or a > b:
+        raise ConfigError(f"{name} must satisfy {low} {'<' if strict_low else '<='} low <= high (finite), got "
+                          f"({a:g}, {b:g}){': swap them' if a > b > low else ''}")
+    return a, b
+
+
+def _number(name: str, value, *, low: float, high: float = np.inf, strict_low: bool = True) -> float:
+    """`value` as a float in (low, high] or [low, high] (ConfigError naming `name` otherwise)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not np.isfinite(value) \
+            or (value <= low if strict_low else value < low) or value > high:
+        raise ConfigError(f"{name} must be a number in {'(' if strict_low else '['}{low}, {high}], got {value!r}")
+    return float(value)
 
 # %% ../../nbs/11_stimuli_natural.ipynb #27ad8a08
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina")
@@ -54,11 +74,19 @@ def photo_patches(n: int, size: int = 96, *, scale_range=(1.0, 4.0), min_std: fl
     Nearly flat patches (pixel std < `min_std`, e.g. empty sky) and exact duplicates are redrawn.
     """
     check_count_and_size(n, size)
+    scale_range = _range("scale_range", scale_range)
+    min_std = _number("min_std", min_std, low=0.0, high=0.5, strict_low=False)   # 0.5: the largest std of [0, 1] pixels
     rng = np.random.default_rng(seed)
     photos = bundled_photos()
     names = sorted(photos)
     out, factors, sources, seen = [], [], [], set()
-    while len(out) < n:
+    max_draws = 50 * n + 1000   # bounded: a min_std that few patches reach fails instead of hanging
+    for draw in range(max_draws + 1):
+        if len(out) == n:
+            break
+        if draw == max_draws:
+            raise ConfigError(f"only {len(out)} of {n} patches passed min_std={min_std:g} (and distinctness) in "
+                              f"{max_draws} draws: lower min_std (the default is 0.02) or ask for fewer patches")
         k = rng.integers(len(names))
         photo = photos[names[k]]
         h, w = photo.shape[:2]
@@ -90,6 +118,12 @@ def dead_leaves(n: int, size: int = 96, *, n_disks: int = 300, r_min: float = 0.
                 alpha: float = 3.0, seed: int = 0) -> StimulusSet:
     """Dead-leaves images: occluding coloured disks with radii ~ r^-alpha (in units of the image side)."""
     check_count_and_size(n, size)
+    if isinstance(n_disks, bool) or not isinstance(n_disks, (int, np.integer)) or not 1 <= n_disks <= 100_000:
+        raise ConfigError(f"n_disks must be an integer in [1, 100000], got {n_disks!r}")
+    r_min, r_max = _range("(r_min, r_max)", (r_min, r_max))
+    alpha = _number("alpha", alpha, low=-np.inf)
+    if alpha == 1:
+        raise ConfigError("alpha = 1 has no power-law inverse CDF here: use e.g. 0.999 or 3.0 (the default)")
     gen = torch.Generator().manual_seed(seed)
     u = torch.rand(n, n_disks, generator=gen)
     # inverse CDF of p(r) ~ r^-alpha on [r_min, r_max]
@@ -118,6 +152,7 @@ def _hue(rgb: torch.Tensor) -> torch.Tensor:
 def gratings(n: int, size: int = 96, *, seed: int = 0, min_cycles: float = 1.0, max_cycles: float = 12.0) -> StimulusSet:
     """Two-colour sinusoidal gratings with random orientation, frequency (cycles/image, log-uniform) and phase."""
     check_count_and_size(n, size)
+    min_cycles, max_cycles = _range("(min_cycles, max_cycles)", (min_cycles, max_cycles))
     gen = torch.Generator().manual_seed(seed)
     orientation = torch.rand(n, generator=gen) * np.pi
     cycles = torch.exp(torch.empty(n).uniform_(np.log(min_cycles), np.log(max_cycles), generator=gen))
@@ -138,6 +173,7 @@ def gratings(n: int, size: int = 96, *, seed: int = 0, min_cycles: float = 1.0, 
 def textures(n: int, size: int = 96, *, seed: int = 0, slope_range=(0.8, 2.0)) -> StimulusSet:
     """Coloured 1/f^a noise textures with a random slope, orientation bias and colour pair."""
     check_count_and_size(n, size)
+    slope_range = _range("slope_range", slope_range, strict_low=False)
     gen = torch.Generator().manual_seed(seed)
     slope = torch.empty(n).uniform_(*slope_range, generator=gen)
     orientation = torch.rand(n, generator=gen) * np.pi
@@ -166,8 +202,13 @@ GENERATORS = {"photo": photo_patches, "dead_leaves": dead_leaves, "gratings": gr
 def natural_stimuli(n: int = 1000, size: int = 96, *, mix: dict | None = None, seed: int = 0) -> StimulusSet:
     """The default offline stimulus set: photo patches mixed with procedural natural-like images."""
     check_count_and_size(n, size)
+    if mix is not None and not isinstance(mix, dict):
+        raise ConfigError(f"mix must be a dict of kind -> weight (kinds {sorted(GENERATORS)}), got {mix!r}")
     mix = dict(DEFAULT_MIX if mix is None else mix)
     unknown = set(mix) - set(GENERATORS)
+    if not all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and np.isfinite(v)
+               for v in mix.values()):
+        raise ConfigError(f"mix weights must be finite numbers, got {mix}")
     if unknown or not mix or any(v < 0 for v in mix.values()) or sum(mix.values()) <= 0:
         raise ConfigError(f"mix must map some of {sorted(GENERATORS)} to non-negative weights, got {mix}")
     weights = np.array(list(mix.values()), dtype=float) / sum(mix.values())
@@ -186,6 +227,12 @@ def power_spectrum(images) -> tuple[np.ndarray, np.ndarray]:
     """Radially averaged power spectrum of the grey-level images: (frequency in cycles/pixel, power)."""
     if isinstance(images, StimulusSet):
         images = images.tensor()
+    if (not isinstance(images, torch.Tensor) or images.ndim != 4 or len(images) == 0 or images.shape[-1] < 4
+            or images.shape[-2] != images.shape[-1]):
+        raise DataError(f"power_spectrum needs at least one square image of at least 4 x 4 pixels (N x 3 x H x W), got "
+                        f"{type(images).__name__} {tuple(getattr(images, 'shape', ()))}")
+    if images.is_floating_point() and not bool(torch.isfinite(images).all()):
+        raise DataError("images contain NaN or infinite pixels: fix or drop them before computing their spectrum")
     grey = images.float().mean(1)
     grey = grey - grey.mean((1, 2), keepdim=True)
     size = grey.shape[-1]

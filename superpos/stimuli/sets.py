@@ -19,6 +19,29 @@ import torch.nn.functional as F
 from ..core import ConfigError, DataError, MissingFileError, cache_dir
 
 # %% ../../nbs/10_stimuli_sets.ipynb #f06cfda3
+def _positions(index, n: int) -> np.ndarray:
+    """Integer positions in [0, n) from ints, a slice, a range or a boolean mask (DataError naming a bad one)."""
+    if isinstance(index, slice):
+        return np.arange(n)[index]
+    if isinstance(index, torch.Tensor):
+        index = index.cpu().numpy()
+    index = np.asarray(index)
+    if index.size == 0:
+        return np.zeros(0, dtype=int)
+    if index.dtype == bool:
+        if index.shape != (n,):
+            raise DataError(f"a boolean mask must have one entry per stimulus ({n}), got shape {index.shape}")
+        return np.flatnonzero(index)
+    if index.ndim > 1 or not np.issubdtype(index.dtype, np.integer):
+        raise DataError(f"index must be integer positions, a slice or a boolean mask, got {index.dtype} {index.shape}")
+    index = index.reshape(-1)
+    bad = index[(index >= n) | (index < -n)]
+    if bad.size:
+        raise DataError(f"positions {bad[:5].tolist()} are out of range for {n} stimuli: use 0 to {n - 1} "
+                        "(or negative positions from the end)")
+    return np.where(index < 0, index + n, index)
+
+
 @dataclass
 class StimulusSet(torch.utils.data.Dataset):
     """Images (uint8, N x 3 x H x W) with ids, a source label each, and optional generative factors."""
@@ -37,11 +60,15 @@ class StimulusSet(torch.utils.data.Dataset):
             raise DataError(f"images must be a uint8 tensor of shape (N, 3, H, W), got "
                             f"{getattr(images, 'dtype', type(images))} {tuple(getattr(images, 'shape', ()))}: "
                             "convert with (x * 255).round().to(torch.uint8) and repeat grey images to 3 channels")
+        if self.ids.ndim != 1 or self.sources.ndim != 1:
+            raise DataError(f"ids and sources must be 1-D, got shapes {self.ids.shape} and {self.sources.shape}")
         n = len(images)
         if len(self.ids) != n or len(self.sources) != n:
             raise DataError(f"{n} images but {len(self.ids)} ids and {len(self.sources)} sources: give one of each per image")
         if len(set(self.ids)) != n:
             raise DataError("stimulus ids must be unique")
+        if self.factors is not None and not isinstance(self.factors, pd.DataFrame):
+            raise DataError(f"factors must be a pandas DataFrame (one row per image) or None, got {type(self.factors).__name__}")
         if self.factors is not None and len(self.factors) != n:
             raise DataError(f"factors table has {len(self.factors)} rows for {n} images")
 
@@ -53,7 +80,7 @@ class StimulusSet(torch.utils.data.Dataset):
 
     def tensor(self, index=None, dtype=torch.float32) -> torch.Tensor:
         """Images (all, or `index`) as floats in [0, 1]."""
-        images = self.images if index is None else self.images[torch.as_tensor(index)]
+        images = self.images if index is None else self.images[torch.as_tensor(_positions(index, len(self)))]
         return images.to(dtype) / 255
 
     @property
@@ -62,8 +89,8 @@ class StimulusSet(torch.utils.data.Dataset):
         return tuple(self.images.shape[-2:])
 
     def subset(self, index) -> "StimulusSet":
-        """The stimuli at positions `index` (ints or a boolean mask)."""
-        index = np.arange(len(self))[np.asarray(index)]
+        """The stimuli at positions `index` (ints, negative from the end, a slice or a boolean mask)."""
+        index = _positions(index, len(self))
         factors = None if self.factors is None else self.factors.iloc[index].reset_index(drop=True)
         return StimulusSet(self.images[torch.as_tensor(index)], self.ids[index], self.sources[index],
                            factors, self.name, dict(self.attrs))
@@ -99,15 +126,24 @@ def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """Float images in [0, 1] (clipped) as uint8 0-255, rounded."""
+    """Float images in [0, 1] (clipped) as uint8 0-255, rounded (DataError for NaN pixels, never black)."""
+    if images.is_floating_point() and images.numel() and torch.isnan(images).any():
+        raise DataError(f"{int(torch.isnan(images).flatten(1).any(1).sum())} image(s) contain NaN pixels, which have "
+                        "no colour: fix the computation that made them, or drop them before converting")
     return (images.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def _whole(value) -> bool:
+    """True for an int (or integral float), not a bool."""
+    return (not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, float, np.integer, np.floating))
+            and float(value).is_integer())
 
 
 def check_count_and_size(n, size) -> None:
     """ConfigError unless `n` is a positive integer and `size` an integer >= 8 pixels."""
-    if int(n) != n or n < 1:
+    if not _whole(n) or n < 1:
         raise ConfigError(f"the number of stimuli must be a positive integer, got {n!r}")
-    if int(size) != size or size < 8:
+    if not _whole(size) or size < 8:
         raise ConfigError(f"image size must be an integer >= 8 pixels, got {size!r}")
 
 # %% ../../nbs/10_stimuli_sets.ipynb #01d6ce2d
@@ -131,7 +167,11 @@ def as_stimulus_set(stimuli) -> StimulusSet:
     if stimuli.dtype != torch.uint8:
         if not stimuli.is_floating_point():
             raise DataError(f"images must be uint8 (0-255) or float in [0, 1], got {stimuli.dtype}")
-        low, high = float(stimuli.min()), float(stimuli.max())
+        if stimuli.numel() and not bool(torch.isfinite(stimuli).all()):
+            bad = int((~torch.isfinite(stimuli)).flatten(1).any(1).sum())
+            raise DataError(f"{bad} float image(s) contain NaN or infinite pixels: fix or drop them "
+                            "(e.g. images[torch.isfinite(images).flatten(1).all(1)])")
+        low, high = (float(stimuli.min()), float(stimuli.max())) if stimuli.numel() else (0.0, 1.0)
         if low < 0 or high > 1:
             raise DataError(f"float images must lie in [0, 1], got values in [{low:.3g}, {high:.3g}]: divide 0-255 "
                             "images by 255 (or pass them as uint8)")
@@ -145,8 +185,11 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 def _load_resized(path: Path, size: int) -> torch.Tensor:
     """One image file as floats (1 x 3 x size x size): shorter side resized to `size`, centre-cropped."""
     from PIL import Image
-    with Image.open(path) as image:
-        array = np.asarray(image.convert("RGB"))
+    try:
+        with Image.open(path) as image:
+            array = np.asarray(image.convert("RGB"))
+    except OSError as err:
+        raise DataError(f"cannot read the image {path} ({err}): remove or replace the broken file") from err
     tensor = torch.from_numpy(array.copy()).permute(2, 0, 1)[None].float() / 255
     h, w = tensor.shape[-2:]
     scale = size / min(h, w)
@@ -158,6 +201,7 @@ def _load_resized(path: Path, size: int) -> torch.Tensor:
 
 def image_folder(path: str | Path, size: int = 96, *, n: int | None = None, seed: int = 0) -> StimulusSet:
     """Images under `path` (recursively); `n` picks a seeded random subset; source = sub-folder."""
+    check_count_and_size(1 if n is None else n, size)
     root = Path(path).expanduser()
     if not root.is_dir():
         raise MissingFileError(f"image folder {root} does not exist: pass a folder that holds image files")
@@ -179,8 +223,15 @@ def imagenet_val(folder: str | Path, size: int = 224, *, n: int | None = None, s
 # %% ../../nbs/10_stimuli_sets.ipynb #81fc57c3
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
-def _read_cifar_batches(folder: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N x 32 x 32 x 3) and labels from the published `cifar-10-batches-py` pickles."""
+def _cifar_md5(name: str) -> str:
+    """The published MD5 of a CIFAR-10 batch file (torchvision's table)."""
+    from torchvision.datasets import CIFAR10
+    return dict(CIFAR10.train_list + CIFAR10.test_list)[name]
+
+
+def _read_cifar_batches(folder: Path, train: bool, verify: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N x 32 x 32 x 3) and labels from the published `cifar-10-batches-py` pickles (checked first)."""
+    import hashlib
     import pickle
     names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
     data, labels = [], []
@@ -188,6 +239,9 @@ def _read_cifar_batches(folder: Path, train: bool) -> tuple[np.ndarray, np.ndarr
         if not (folder / name).exists():
             raise MissingFileError(f"CIFAR-10 file {folder / name} is missing: pass download=True (needs "
                                    "the network) or root= a folder holding cifar-10-batches-py")
+        if verify and hashlib.md5((folder / name).read_bytes()).hexdigest() != _cifar_md5(name):
+            raise DataError(f"CIFAR-10 file {folder / name} does not match its published MD5, so it is not "
+                            "unpickled: delete it and pass download=True (or verify=False for a file you made)")
         with open(folder / name, "rb") as f:
             batch = pickle.load(f, encoding="latin1")
         data.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
@@ -196,13 +250,19 @@ def _read_cifar_batches(folder: Path, train: bool) -> tuple[np.ndarray, np.ndarr
 
 
 def cifar10(*, train: bool = False, n: int | None = None, size: int = 32, root: str | Path | None = None,
-            download: bool = False, seed: int = 0) -> StimulusSet:
-    """CIFAR-10 images; downloaded (torchvision, checksummed) into the superpos cache only when `download=True`."""
+            download: bool = False, seed: int = 0, verify: bool = True) -> StimulusSet:
+    """CIFAR-10 images; downloaded (torchvision, checksummed) into the superpos cache only when `download=True`.
+
+    Each batch file is checked against its published MD5 before it is unpickled (`verify=False` skips that).
+    """
+    if n is not None:
+        check_count_and_size(n, 8)
+    check_count_and_size(1, size)
     root = Path(root) if root is not None else cache_dir("cifar10")
     if download:
         import torchvision
         torchvision.datasets.CIFAR10(str(root), train=train, download=True)
-    data, labels = _read_cifar_batches(root / "cifar-10-batches-py", train)
+    data, labels = _read_cifar_batches(root / "cifar-10-batches-py", train, verify)
     index = np.arange(len(data))
     if n is not None and n < len(index):
         index = np.sort(np.random.default_rng(seed).choice(len(index), n, replace=False))
@@ -219,9 +279,16 @@ def image_grid(images, *, ncols: int = 8, titles=None, ax_size: float = 1.2, sup
     """A matplotlib figure showing images (StimulusSet, uint8 or float tensor N x 3 x H x W) in a grid."""
     if isinstance(images, StimulusSet):
         images = images.images
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or len(images) == 0:
+        raise DataError(f"image_grid needs at least one image (N x 3 x H x W tensor or StimulusSet), got "
+                        f"{type(images).__name__} {tuple(getattr(images, 'shape', ()))}")
+    if not _whole(ncols) or ncols < 1:
+        raise ConfigError(f"ncols must be a positive integer, got {ncols!r}")
+    if titles is not None and len(titles) < len(images):
+        raise ConfigError(f"{len(titles)} titles for {len(images)} images: give one title per image")
     images = images.float() / 255 if images.dtype == torch.uint8 else images.float()
     n = len(images)
-    ncols = max(1, min(ncols, n))
+    ncols = int(max(1, min(ncols, n)))
     nrows = int(np.ceil(n / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(ax_size * ncols, ax_size * nrows + (0.3 if suptitle else 0)), squeeze=False)
     for i, ax in enumerate(axes.flat):
