@@ -59,13 +59,13 @@ def grid_runs(grid) -> list[dict]:
 # %% ../../nbs/05_sweep_grid.ipynb #a7e9f231
 def jobqueue_cluster(kind: str, jobs: int | None = None, *, gpus: int | None = None):
     """A dask-jobqueue cluster of `jobs` SLURM or PBS jobs, configured by dask-jobqueue's YAML."""
+    if kind not in ("pbs", "slurm"):
+        raise ConfigError(f"unknown cluster {kind!r}: use 'slurm' or 'pbs', or --scheduler ADDRESS for another")
     try:
         import dask_jobqueue
     except ImportError as err:
         raise MissingExtraError('--cluster needs dask-jobqueue: pip install "superpos[cluster]"') from err
     classes = {"slurm": dask_jobqueue.SLURMCluster, "pbs": dask_jobqueue.PBSCluster}
-    if kind not in classes:
-        raise ConfigError(f"unknown cluster {kind!r}: use one of {sorted(classes)}, or --scheduler ADDRESS for another")
     extra = {"worker_extra_args": ["--resources", f"GPU={gpus}"]} if gpus else {}
     try:
         cluster = classes[kind](**extra)

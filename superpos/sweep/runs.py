@@ -321,10 +321,13 @@ def _finish(folder: Path, final: Path, beat: _Heartbeat, error, duration: float,
     final = _rename_free(folder, final)
     if once and status == "done":
         _remove_dead_attempts(final.parent, identity)
-    if isinstance(error, NotebookFailed):
-        raise NotebookFailed(f"{error}; the partially executed notebook is in {final}") from error.__cause__
     if isinstance(error, SuperposError):
-        raise type(error)(f"{error} (run record: {final / 'run.json'})") from error
+        if isinstance(error, NotebookFailed):
+            failure = NotebookFailed(f"{error}; the partially executed notebook is in {final}")
+        else:
+            failure = type(error)(f"{error} (run record: {final / 'run.json'})")
+        failure.folder = final
+        raise failure from error.__cause__ or error
     if isinstance(error, KeyboardInterrupt):
         raise KeyboardInterrupt(f"interrupted; the partial run is in {final}") from error
     if error is not None:
