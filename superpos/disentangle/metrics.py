@@ -274,11 +274,16 @@ def _check_covariance(cov, *, definite: bool) -> np.ndarray:
     c = as_sample_matrix(cov, name="cov", dim="latent", min_samples=1)[0]
     if c.shape[0] != c.shape[1] or not np.allclose(c, c.T, rtol=1e-10, atol=0):
         raise DataError(f"cov must be a symmetric square matrix, got shape {c.shape}: pass np.cov(z.T)")
-    d = np.sqrt(np.clip(np.diag(c), 0, None))
-    eig = np.linalg.eigvalsh(c / np.outer(d, d)) if (d > 0).all() else np.array([0.0])
-    if eig.min() < (1e-10 if definite else -1e-8):
-        raise DataError(f"cov is {'singular' if eig.min() > -1e-8 else 'not positive semi-definite'} "
-                        f"(smallest correlation eigenvalue {eig.min():.1e}), so the total correlation "
+    diag = np.diag(c)
+    if (diag < 0).any():
+        low = -1.0
+    elif definite:  # on the correlation scale, where singular means an eigenvalue near 0
+        low = np.linalg.eigvalsh(c / np.sqrt(np.outer(diag, diag))).min() if (diag > 0).all() else 0.0
+    else:
+        low = np.linalg.eigvalsh(c).min() / max(diag.max(), np.finfo(float).tiny)
+    if low < (1e-10 if definite else -1e-8):
+        raise DataError(f"cov is {'singular' if low > -1e-8 else 'not positive semi-definite'} "
+                        f"(smallest relative eigenvalue {low:.1e}), so the total correlation "
                         "is infinite or undefined: drop duplicated or collinear latents, or pass more "
                         "samples than latents")
     return c

@@ -157,6 +157,7 @@ def sap_detailed(factors, latents, *, n_train: int | None = None, n_test: int | 
     y, z = data["factors"], data["latents"]
     tr, te = _split(len(y), n_train, n_test, random_state)
     discrete = _is_discrete(y, max_categories)
+    codes = np.stack([np.unique(col, return_inverse=True)[1] for col in y.T], axis=1)
     for j in range(y.shape[1]):
         _check_varies(y[:, j], tr, data["factor"][j], "train")
     r2 = correlation_matrix(y[tr], z[tr], method="pearson").T ** 2
@@ -164,8 +165,8 @@ def sap_detailed(factors, latents, *, n_train: int | None = None, n_test: int | 
     for i in range(z.shape[1]):  # a constant latent is fitted too: it predicts one class (chance)
         for j in np.flatnonzero(discrete):
             svm = LinearSVC(C=0.01, class_weight="balanced", random_state=random_state)
-            svm.fit(z[tr, i:i + 1], y[tr, j])
-            score[i, j] = np.mean(svm.predict(z[te, i:i + 1]) == y[te, j])
+            svm.fit(z[tr, i:i + 1], codes[tr, j])  # category codes: any float values are classes
+            score[i, j] = np.mean(svm.predict(z[te, i:i + 1]) == codes[te, j])
     top = np.sort(score, axis=0)[::-1]
     gap = top[0] - (top[1] if len(top) > 1 else 0.0)  # one latent: its score
     return xr.Dataset(
@@ -182,7 +183,7 @@ def sap(factors, latents, *, n_train: int | None = None, n_test: int | None = No
                               allow_constant=allow_constant)["sap"])
 
 # %% ../../nbs/79_disentangle_predictive.ipynb #af0db60d
-def _auc(codes: np.ndarray, clf, z: np.ndarray) -> float:
+def _auc(codes: np.ndarray, clf, z: np.ndarray, factor) -> float:
     """Macro ROC-AUC of `clf` on (z, codes), over the categories present in `codes` (at least two)."""
     from sklearn.metrics import roc_auc_score
     from sklearn.preprocessing import label_binarize
@@ -190,6 +191,10 @@ def _auc(codes: np.ndarray, clf, z: np.ndarray) -> float:
     if len(clf.classes_) == 2:
         onehot = np.c_[1 - onehot, onehot]
     keep = (onehot.min(0) == 0) & (onehot.max(0) == 1)
+    if not keep.any():
+        raise DataError(f"factor {factor}: no category seen in training is both present and absent "
+                        f"among these {len(codes)} samples, so there is no ROC-AUC: pass more samples "
+                        "or a larger n_test")
     return roc_auc_score(onehot[:, keep], proba[:, keep], average="macro")
 
 
@@ -211,7 +216,7 @@ def explicitness_detailed(factors, latents, *, n_train: int | None = None,
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)  # disentanglement_lib's defaults
             clf = LogisticRegression().fit(z[tr], codes[tr, j])
-        auc[:, j] = [_auc(codes[idx, j], clf, z[idx]) for idx in (tr, te)]
+        auc[:, j] = [_auc(codes[idx, j], clf, z[idx], data["factor"][j]) for idx in (tr, te)]
     return xr.Dataset(
         {"auc_train": ("factor", auc[0]), "auc": ("factor", auc[1]),
          "explicitness_train": ((), auc[0].mean()), "explicitness": ((), auc[1].mean())},

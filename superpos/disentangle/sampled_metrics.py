@@ -137,7 +137,7 @@ def factor_vae_score_detailed(sampler, encoder, sample_factors, *, batch_size: i
         raise DataError(f"factor(s) {np.flatnonzero(np.ptp(f, axis=0) == 0).tolist()} are constant in "
                         f"{n_variance} draws of sample_factors: fixing them is no intervention; drop them")
     global_var = _represent(sampler, encoder, f, chunk_size).var(axis=0, ddof=1)
-    active = np.sqrt(global_var) >= threshold
+    active = (global_var > 0) & (np.sqrt(global_var) >= threshold)  # threshold 0 keeps non-constant ones
     n_factors, n_latents = f.shape[1], len(global_var)
     votes = np.zeros((2, n_factors, n_latents), dtype=np.int64)
     acc = np.zeros(2)
