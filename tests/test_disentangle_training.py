@@ -212,7 +212,8 @@ def test_training_on_natural_datasets_resumes_exactly(tmp_path, dataset):
         path = write_kitti_fixture(tmp_path / "k.pickle", n_sequences=6, seed=0)
     settings = dict(dataset=dataset, data_path=str(path), batch_size=8, **FAST)
     whole, split = tmp_path / "whole", tmp_path / "split"
-    logs = train(output_dir=whole, n_iterations=4, **{**settings, "eval_samples": 40, "eval_every": 2})
+    logs = train(output_dir=whole, n_iterations=4, **{**settings, "eval_samples": 40, "eval_every": 2,
+                                                      "eval_metrics": "mcc"})
     assert logs[logs.metric == "mcc"].step.tolist() == [0, 2, 4]
     train(output_dir=split, n_iterations=2, **settings)
     train(output_dir=split, n_iterations=4, **settings)
@@ -221,3 +222,113 @@ def test_training_on_natural_datasets_resumes_exactly(tmp_path, dataset):
     assert torch.equal(sa["data"], sb["data"])
     model = load_model(whole)
     assert model.n_channels == (3 if dataset == "natural_sprites" else 1)
+
+
+def test_each_dataset_is_scored_with_its_published_metrics(tmp_path):
+    from superpos.disentangle.sampled_metrics import REPRESENTATION_METRICS
+    assert training.EVAL_METRICS["kitti_masks"] == ("mcc",)
+    assert training.EVAL_METRICS["natural_sprites"] == REPRESENTATION_METRICS      # the full set
+    kitti = write_kitti_fixture(tmp_path / "k.pickle", n_sequences=6, seed=0)
+    logs = train(output_dir=tmp_path / "k", n_iterations=1, dataset="kitti_masks", data_path=str(kitti),
+                 batch_size=8, **{**FAST, "eval_samples": 40})
+    assert set(logs.metric) - set(training.LOSS_TERMS) == {"mcc", "it_per_s"}          # MCC only
+    # Natural Sprites: every metric; a subset here (DCI's boosted trees take minutes on a CPU)
+    csv = write_natural_sprites_fixture(tmp_path / "n.csv", n_objects=60, seed=0)
+    logs = train(output_dir=tmp_path / "n", n_iterations=1, dataset="natural_sprites", data_path=str(csv),
+                 batch_size=8, **{**FAST, "eval_samples": 300, "eval_metrics": "mcc,mig,sap,modularity,irs,unsupervised"})
+    scores = logs[logs.step == 1].set_index("metric").value
+    assert {"mcc", "mig", "sap", "modularity", "irs", "gaussian_total_correlation", "mutual_info_score"} <= set(scores.index)
+    assert scores[["mcc", "mig", "sap", "modularity", "irs"]].between(0, 1).all()
+    with pytest.raises(ConfigError, match="eval_metrics: unknown"):
+        SlowVAEConfig(eval_metrics="mcc,migg")
+
+
+@pytest.mark.parametrize("dataset", ["natural_sprites", "kitti_masks"])
+def test_command_line_trains_natural_datasets(tmp_path, capsys, dataset):
+    path = (write_natural_sprites_fixture(tmp_path / "n.csv", n_objects=30) if dataset == "natural_sprites"
+            else write_kitti_fixture(tmp_path / "k.pickle", n_sequences=6))
+    assert runs.main(["train", "--dataset", dataset, "--data-path", str(path), "--n-iterations", "2",
+                      "--batch-size", "8", "--device", "cpu", "--eval-samples", "40", "--eval-metrics", "mcc",
+                      "--progress", "false", "--log-every", "1", "--output-dir", str(tmp_path / "run")]) == 0
+    assert "mcc" in capsys.readouterr().out
+    state = _state(tmp_path / "run")
+    assert state["step"] == 2 and state["config"]["dataset"] == dataset
+
+
+# ---------------------------------------------------------------- precision on resume
+def test_resume_keeps_the_checkpoint_precision_on_another_device(tmp_path, monkeypatch):
+    import yaml
+    train(output_dir=tmp_path, n_iterations=2, amp=False, **FAST)
+    assert _state(tmp_path)["amp"] is False
+    # a device that computes bfloat16 natively: amp=None would pick bf16 for a fresh run, not for this one
+    monkeypatch.setattr(training, "native_bf16", lambda device: True)
+    config = {k: v for k, v in FAST.items()}
+    logs = train(output_dir=tmp_path, n_iterations=4, **config)
+    assert logs.attrs["amp"] is False and yaml.safe_load((tmp_path / "config.yaml").read_text())["amp"] is False
+    assert _state(tmp_path)["amp"] is False and _state(tmp_path)["step"] == 4
+    with pytest.raises(ConfigError, match="trained in float32 but amp=True"):
+        train(output_dir=tmp_path, n_iterations=6, amp=True, **FAST)
+    fresh = train(output_dir=tmp_path / "fresh", n_iterations=1, **FAST)
+    assert fresh.attrs["amp"] is True                       # a new run follows the device
+
+
+def test_checkpoint_without_recorded_precision_is_refused_unless_amp_is_given(tmp_path):
+    train(output_dir=tmp_path, n_iterations=2, amp=False, **FAST)
+    state = _state(tmp_path)
+    del state["amp"]                                        # an older checkpoint
+    torch.save(state, tmp_path / training.CHECKPOINT_NAME)
+    with pytest.raises(ConfigError, match="does not record its precision"):
+        train(output_dir=tmp_path, n_iterations=3, **FAST)
+    assert train(output_dir=tmp_path, n_iterations=3, amp=False, **FAST).attrs["amp"] is False
+
+
+# ---------------------------------------------------------------- SIGKILL during a checkpoint write
+_KILLED_WRITER = """
+import sys, time, torch
+from pathlib import Path
+from superpos.disentangle import training
+folder, marker = Path(sys.argv[1]), Path(sys.argv[2])
+real_save = torch.save
+def slow_save(state, f):
+    f.write(b"PK partial checkpoint bytes")          # half a checkpoint on disk ...
+    f.flush()
+    marker.write_text("writing")
+    time.sleep(120)                                   # ... when the SIGKILL arrives
+training.torch.save = slow_save
+training.train(output_dir=folder, n_iterations=4, device="cpu", progress=False, eval_samples=0, log_every=1,
+               checkpoint_every=2, amp=False)
+"""
+
+
+def test_sigkill_during_a_checkpoint_write_keeps_the_previous_checkpoint(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from superpos.core import stale_parts
+    folder, marker = tmp_path / "run", tmp_path / "writing"
+    settings = dict(device="cpu", progress=False, eval_samples=0, log_every=1, checkpoint_every=2, amp=False)
+    train(output_dir=folder, n_iterations=2, **settings)
+    before = (folder / training.CHECKPOINT_NAME).read_bytes()
+    mode = (folder / training.CHECKPOINT_NAME).stat().st_mode & 0o777
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(folder), str(marker)])
+    try:
+        deadline = time.time() + 120
+        while not marker.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), "the writer never reached the checkpoint write"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # the complete checkpoint is intact; the partial write is a recognisable stale .part file
+    assert (folder / training.CHECKPOINT_NAME).read_bytes() == before and _state(folder)["step"] == 2
+    parts = stale_parts(folder / training.CHECKPOINT_NAME)
+    assert len(parts) == 1 and parts[0].name.endswith(".part")
+    # resuming removes it, finishes the run exactly as an uninterrupted one, and keeps the file mode
+    train(output_dir=folder, n_iterations=4, **settings)
+    assert not list(folder.glob("*.part")) and _state(folder)["step"] == 4
+    assert (folder / training.CHECKPOINT_NAME).stat().st_mode & 0o777 == mode
+    train(output_dir=tmp_path / "whole", n_iterations=4, **settings)
+    _assert_same_run(tmp_path / "whole", folder)
