@@ -296,16 +296,18 @@ def public_modules() -> list[str]:
                   if not m.ispkg and not any(part.startswith("_") for part in m.name.split(".")))
 
 
+_READING_ORDER = ("core", "responses", "stimuli", "networks", "directions", "measures", "analyses", "brain",
+                  "disentangle", "geometry", "book", "sweep", "cli")
+
+
 def api_page(source: str) -> str:
     """The API reference page: `source` with its `<!-- api -->` line expanded into automodule blocks."""
     blocks, group = [], None
-    for name in public_modules():
-        parts = name.split(".")
-        if parts[1] != group:
-            group = parts[1]
-            blocks.append(f"## `superpos.{group}`\n" if len(parts) > 2 else "## Top-level modules\n")
-            if len(parts) == 2:
-                group = "top"
+    rank = {name: i for i, name in enumerate(_READING_ORDER)}
+    for name in sorted(public_modules(), key=lambda m: (rank.get(m.split(".")[1], len(rank)), m)):
+        if name.split(".")[1] != group:
+            group = name.split(".")[1]
+            blocks.append(f"## `superpos.{group}`\n")
         blocks.append(f"### `{name}`\n\n```{{eval-rst}}\n.. automodule:: {name}\n   :members:\n```\n")
     return source.replace("<!-- api -->", "\n".join(blocks))
 

@@ -78,3 +78,12 @@ def test_machine_path_in_an_output_fails_the_build(book):
     _notebook(book / "nbs" / "b.ipynb", "md:# Page B", "print('written to /tmp/run/out.nc')")
     with pytest.raises(SuperposError, match=r"b\.ipynb: cell 1 .* shows '/tmp/'"):
         build_book(book, timeout=60)
+
+
+def test_superpos_book_exits_non_zero_on_a_failing_cell(book, monkeypatch, capsys):
+    from superpos.cli import main
+    _notebook(book / "nbs" / "b.ipynb", "md:# Page B", "raise RuntimeError('planted failure')")
+    monkeypatch.chdir(book)
+    assert main(["book"]) == 1
+    assert main(["book"]) == 1, "a second build after a failure fails again"
+    assert "superpos book: error:" in capsys.readouterr().err
