@@ -323,5 +323,5 @@ def unsupervised_scores(latents, *, n_bins: int = 20, allow_constant: bool = Fal
         cov = np.cov(z[:, varies], rowvar=False).reshape(varies.sum(), varies.sum())
         out["gaussian_total_correlation"] = gaussian_total_correlation(cov)
         out["gaussian_wasserstein_correlation"] = gaussian_wasserstein_correlation(cov)
-        out["gaussian_wasserstein_correlation_norm"] = out["gaussian_wasserstein_correlation"] / np.trace(cov)
+        out["gaussian_wasserstein_correlation_norm"] = out["gaussian_wasserstein_correlation"] / float(np.trace(cov))
     return {**out, "mutual_info_score": float(mi.sum() / (z.shape[1] ** 2 - z.shape[1]))}
