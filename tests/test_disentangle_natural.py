@@ -12,10 +12,11 @@ import torch
 from scipy import stats
 
 import superpos.disentangle.natural as natural_module
-from superpos.core import ConfigError, DataError, DownloadError, MissingFileError
-from superpos.disentangle.natural import (KittiMasks, NaturalSprites, natural_shape_table, read_natural_sprites_csv,
-                                          render_natural_sprites, transition_sparsity, write_kitti_fixture,
-                                          write_natural_sprites_fixture)
+from superpos.core import ConfigError, DataError, DownloadError, MissingFileError, sha256sum
+from superpos.disentangle.natural import (KITTI_MASKS_FILE, NATURAL_SPRITES_FILE, KittiMasks, NaturalSprites,
+                                          checksum_record, dataset_file, natural_shape_table,
+                                          read_natural_sprites_csv, record_checksum, render_natural_sprites,
+                                          transition_sparsity, write_kitti_fixture, write_natural_sprites_fixture)
 
 torch.set_num_threads(1)
 
@@ -181,6 +182,7 @@ def _kitti_file(tmp_path, lengths=(2, 4, 7)):
     path = tmp_path / "kitti_peds_v2.pickle"
     with open(path, "wb") as f:
         pickle.dump({"pedestrians": masks, "pedestrians_latents": latents}, f)
+    record_checksum(path)                     # a file made here: trusted
     return path, masks, latents
 
 
@@ -241,6 +243,7 @@ def test_kitti_frames_and_errors(tmp_path):
     bad = tmp_path / "bad.pickle"
     with open(bad, "wb") as f:
         pickle.dump({"pedestrians": [np.zeros((3, 32, 32), bool)], "pedestrians_latents": [np.zeros((3, 3))]}, f)
+    record_checksum(bad)                      # trusted, but the wrong layout
     with pytest.raises(DataError, match="expected"):
         KittiMasks(bad)
     with pytest.raises(MissingFileError):
@@ -269,3 +272,70 @@ def test_transition_sparsity_recovers_planted_shapes():
     assert np.allclose(fit["scale"], [2.0, 1.0, 3.0], rtol=0.15)
     with pytest.raises(DataError):
         transition_sparsity(np.zeros((50, 1)))
+
+
+# ---------------------------------------------------------------- checksums before unpickling
+_SIDE_EFFECT = """
+import pathlib
+class Payload:
+    def __reduce__(self):
+        return (pathlib.Path.touch, (pathlib.Path({marker!r}),))
+"""
+
+
+def _booby_trapped_pickle(path, marker):
+    """A pickle whose loading creates `marker` (what a tampered download could do)."""
+    namespace = {}
+    exec(_SIDE_EFFECT.format(marker=str(marker)), namespace)
+    with open(path, "wb") as f:
+        pickle.dump({"pedestrians": [namespace["Payload"]()], "pedestrians_latents": []}, f)
+    return path
+
+
+def test_kitti_pickle_is_only_unpickled_after_its_checksum_matches(tmp_path):
+    marker = tmp_path / "code_ran"
+    good = write_kitti_fixture(tmp_path / KITTI_MASKS_FILE, n_sequences=3, seed=0)
+    assert checksum_record(good).read_text().strip() == sha256sum(good)       # the fixture records its hash
+    assert len(KittiMasks(good, device="cpu")) > 0
+    # replaced after its hash was recorded: refused before unpickling
+    _booby_trapped_pickle(good, marker)
+    with pytest.raises(DownloadError, match="SHA-256"):
+        KittiMasks(good)
+    assert not marker.exists()
+    # no recorded and no given hash: refused, naming the file's hash
+    loose = _booby_trapped_pickle(tmp_path / "loose.pickle", marker)
+    with pytest.raises(DataError, match=f"refusing to unpickle .*{sha256sum(loose)}"):
+        KittiMasks(loose)
+    assert not marker.exists()
+    # a given hash that does not match is refused too; a matching one loads
+    with pytest.raises(DownloadError, match="expected"):
+        KittiMasks(loose, sha256="0" * 64)
+    assert not marker.exists()
+    other = write_kitti_fixture(tmp_path / "other.pickle", n_sequences=2, seed=1)
+    checksum_record(other).unlink()
+    assert len(KittiMasks(other, sha256=sha256sum(other), device="cpu")) > 0
+
+
+def test_natural_sprites_csv_is_checked_against_its_recorded_hash(tmp_path):
+    path = write_natural_sprites_fixture(tmp_path / NATURAL_SPRITES_FILE, n_objects=10, seed=0)
+    assert len(NaturalSprites(path, device="cpu")) > 0          # no record yet: a CSV is only parsed
+    record_checksum(path)
+    assert len(NaturalSprites(path, device="cpu")) > 0
+    with open(path, "a") as f:
+        f.write("9999,1\n")
+    with pytest.raises(DownloadError, match="SHA-256"):
+        NaturalSprites(path)
+    with pytest.raises(DownloadError, match="expected"):
+        NaturalSprites(path, sha256="0" * 64)
+
+
+def test_first_download_records_the_hash_and_later_loads_check_it(tmp_path):
+    source = write_kitti_fixture(tmp_path / "published.pickle", n_sequences=2, seed=0)
+    checksum_record(source).unlink()
+    local = tmp_path / "cache" / KITTI_MASKS_FILE
+    got = dataset_file(local, "kitti_masks", KITTI_MASKS_FILE, source.as_uri(), download_ok=True)
+    assert checksum_record(got).read_text().strip() == sha256sum(source)
+    assert len(KittiMasks(got, device="cpu")) > 0
+    local.write_bytes(b"corrupted")
+    with pytest.raises(DownloadError):
+        KittiMasks(got)

@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['NATURAL_SPRITES_URL', 'NATURAL_SPRITES_FILE', 'NATURAL_FACTOR_NAMES', 'NATURAL_SHAPES', 'KITTI_MASKS_URL',
-           'KITTI_MASKS_FILE', 'KITTI_FACTOR_NAMES', 'dataset_file', 'read_natural_sprites_csv', 'sparse_steps',
-           'write_natural_sprites_fixture', 'natural_shape_table', 'polygon_coverage', 'render_natural_sprites',
-           'filter_area', 'quantise_pairs', 'NaturalSprites', 'write_kitti_fixture', 'check_kitti', 'KittiMasks',
-           'transition_sparsity', 'natural_transitions']
+           'KITTI_MASKS_FILE', 'KITTI_FACTOR_NAMES', 'checksum_record', 'record_checksum', 'dataset_file',
+           'read_natural_sprites_csv', 'sparse_steps', 'write_natural_sprites_fixture', 'natural_shape_table',
+           'polygon_coverage', 'render_natural_sprites', 'filter_area', 'quantise_pairs', 'NaturalSprites',
+           'write_kitti_fixture', 'check_kitti', 'KittiMasks', 'transition_sparsity', 'natural_transitions']
 
 # %% ../../nbs/72_disentangle_natural.ipynb #61fdb6b5
 import ast
@@ -18,19 +18,43 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core import ConfigError, DataError, MissingFileError, atomic_write, cache_dir, download, get_device
+from ..core import (ConfigError, DataError, MissingFileError, atomic_write, cache_dir, download, get_device,
+                           sha256sum, verify_file)
 from .pairs import PairBatch, PairDataset
 
 # %% ../../nbs/72_disentangle_natural.ipynb #7d7da6f1
-def dataset_file(path, folder: str, name: str, url: str, *, download_ok: bool, sha256=None) -> Path:
-    """The local copy of a published data file: `path`, or the cache; downloaded only when asked."""
+def checksum_record(path) -> Path:
+    """Where the SHA-256 of a file is recorded at its first download (`superpos.core.download`'s `<name>.sha256`)."""
+    path = Path(path)
+    return path.with_name(path.name + ".sha256")
+
+
+def record_checksum(path) -> Path:
+    """Record the SHA-256 of a file you made or trust (e.g. a fixture) beside it, as a first download does."""
+    return atomic_write(checksum_record(path), lambda f: f.write(sha256sum(path) + "\n"), mode="w")
+
+
+def dataset_file(path, folder: str, name: str, url: str, *, download_ok: bool, sha256=None,
+                 require_checksum: bool = False) -> Path:
+    """The local copy of a published data file (`path`, or the cache), checked; downloaded only when asked.
+
+    The file must match `sha256` or the hash recorded at its first download; with `require_checksum`
+    (a pickle) a file with neither is refused before anything reads it.
+    """
     path = Path(path) if path is not None else cache_dir(folder) / name
     if download_ok:
         return download(url, path, sha256=sha256)
     if not path.exists():
         raise MissingFileError(f"{path} does not exist: pass download=True to fetch it from {url.split('?')[0]}, "
                                "or pass path= to a local copy")
-    return path
+    record = checksum_record(path)
+    expected = sha256 or (record.read_text().strip() if record.is_file() else None)
+    if expected is None and require_checksum:
+        raise DataError(f"refusing to unpickle {path}: no SHA-256 to check it against (none is published, and "
+                        f"{record.name} was not recorded). Its SHA-256 is {sha256sum(path)}: if that is the file "
+                        "you trust, pass sha256=<that hash> (or call record_checksum(path)); or delete it and "
+                        "pass download=True to fetch it from Zenodo and record its hash")
+    return verify_file(path, sha256=expected) if expected else path
 
 # %% ../../nbs/72_disentangle_natural.ipynb #2672743f
 NATURAL_SPRITES_URL = "https://zenodo.org/record/3948069/files/downscale_keepaspect.csv?download=1"
@@ -265,7 +289,9 @@ def write_kitti_fixture(path, *, n_sequences: int = 8, max_len: int = 20, step_s
         seq = np.stack([((rr - y) / (2 * s)) ** 2 + ((cc - x) / s) ** 2 <= 1 for y, x, s in track])
         masks.append(seq)
         latents.append(np.array([[*center_of_mass(m), m.sum()] for m in seq], dtype=np.float32))
-    return atomic_write(path, lambda f: pickle.dump({"pedestrians": masks, "pedestrians_latents": latents}, f))
+    atomic_write(path, lambda f: pickle.dump({"pedestrians": masks, "pedestrians_latents": latents}, f))
+    record_checksum(path)                     # a file we made: its hash is the trusted one
+    return Path(path)
 
 # %% ../../nbs/72_disentangle_natural.ipynb #3351f415
 def check_kitti(data, path) -> tuple[list, list]:
@@ -305,7 +331,7 @@ class KittiMasks(PairDataset):
             raise ConfigError(f"max_delta_t must be a positive integer, got {max_delta_t}")
         self.max_delta_t = int(max_delta_t)
         self.path = dataset_file(path, "kitti_masks", KITTI_MASKS_FILE, KITTI_MASKS_URL,
-                                 download_ok=download, sha256=sha256)
+                                 download_ok=download, sha256=sha256, require_checksum=True)
         self.device = get_device(device)
         with open(self.path, "rb") as f:
             sequences, latents = check_kitti(pickle.load(f), self.path)
