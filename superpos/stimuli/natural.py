@@ -121,7 +121,7 @@ def dead_leaves(n: int, size: int = 96, *, n_disks: int = 300, r_min: float = 0.
     if isinstance(n_disks, bool) or not isinstance(n_disks, (int, np.integer)) or not 1 <= n_disks <= 100_000:
         raise ConfigError(f"n_disks must be an integer in [1, 100000], got {n_disks!r}")
     r_min, r_max = _range("(r_min, r_max)", (r_min, r_max))
-    alpha = _number("alpha", alpha, low=-np.inf)
+    alpha = _number("alpha", alpha, low=0.0, high=20.0, strict_low=False)   # beyond 20 r^(1 - alpha) overflows
     if alpha == 1:
         raise ConfigError("alpha = 1 has no power-law inverse CDF here: use e.g. 0.999 or 3.0 (the default)")
     gen = torch.Generator().manual_seed(seed)

@@ -134,9 +134,8 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 def _whole(value) -> bool:
-    """True for an int (or integral float), not a bool."""
-    return (not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, float, np.integer, np.floating))
-            and float(value).is_integer())
+    """True for an int (a Python or numpy integer), not a bool."""
+    return not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, np.integer))
 
 
 def check_count_and_size(n, size) -> None:
