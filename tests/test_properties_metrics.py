@@ -21,8 +21,8 @@ from superpos.disentangle import predictive as P
 from superpos.disentangle import sampled_metrics as S
 
 COUNTS = collections.defaultdict(lambda: {"tried": 0, "ok": 0, "rejected": 0})
-FAST = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-FITTED = settings(max_examples=35, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+FITTED = settings(max_examples=35, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 SPECIAL = [np.nan, np.inf, -np.inf, 1e300, -1e300, 1e-310, 5e-324]
 BAD_INT = [-1, 0, 1, 2.5, np.nan, "3", None, True]
 
@@ -162,7 +162,7 @@ def test_predictive_metrics(data, n_test, random_state, allow_constant):
     run("dci (lasso)", lambda: P.dci(y, z, model="lasso", **common), dci_check)
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(pairs())
 def test_dci_gbt(data):
     y, z, _ = data
@@ -186,6 +186,7 @@ def test_evaluate(data, metrics, overrides):
 @given(matrices(), matrices(), st.sampled_from([20, 2, 0, -1, 1.5]))
 def test_helpers(a, b, n_bins):
     run("correlation_matrix", lambda: M.correlation_matrix(a, b), lambda c: np.abs(c).max() <= 1)
+    run("rank_columns", lambda: M.rank_columns(a), lambda r: (r >= 1).all() and (r <= len(r)).all())
     run("histogram_discretize", lambda: M.histogram_discretize(a, n_bins))
     run("dci_from_importance", lambda: P.dci_from_importance(a)[2:])
     run("modularity_from_mi", lambda: M.modularity_from_mi(a))
@@ -296,6 +297,22 @@ def test_intervention_scores(batch_size, n_train, n_variance, threshold, kind, n
     run("beta_vae_score", lambda: S.beta_vae_score(lambda f: f, encode, sample, **small), in_unit_interval)
     run("factor_vae_score", lambda: S.factor_vae_score(lambda f: f, encode, sample, n_variance=n_variance,
                                                        threshold=threshold, **small), in_unit_interval)
+
+
+@settings(max_examples=20, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["ok"] * 3 + ["constant", "nan", "flat"]), st.sampled_from([2, 3, 0, 1]),
+       st.sampled_from(["identity"] * 3 + sorted(ENCODERS)), st.sampled_from([0, 0, -1, 64, 0.5]),
+       st.sampled_from([["mcc", "irs", "unsupervised"], ["mig", "factor_vae"], ["sap", "beta_vae"], "dci"]))
+def test_evaluate_model(kind, n_factors, encoder, chunk_or_seed, metrics):
+    small = {m: {"n_samples": 60} for m in ("mcc", "mig", "irs", "unsupervised")}
+    small.update(sap={"n_train": 40, "n_test": 20}, dci={"model": "lasso", "n_train": 40, "n_test": 20},
+                 beta_vae={"n_train": 20, "n_eval": 5, "batch_size": 4},
+                 factor_vae={"n_train": 20, "n_eval": 5, "batch_size": 4, "n_variance": 30})
+    chosen = [metrics] if isinstance(metrics, str) else metrics
+    run("evaluate_model", lambda: S.evaluate_model(
+        lambda f: f, ENCODERS[encoder], factor_sampler(kind, n_factors), metrics=metrics,
+        overrides={m: small[m] for m in chosen}, random_state=chunk_or_seed if chunk_or_seed != 64 else 0,
+        chunk_size=64 if chunk_or_seed != 0.5 else 0))
 
 
 def test_a_factor_vae_batch_of_one_is_an_error():

@@ -91,6 +91,7 @@ def _standardize(x: np.ndarray) -> np.ndarray:
 
 def rank_columns(x: np.ndarray) -> np.ndarray:
     """Ranks (1..n, ties get their average rank) of every column, as `scipy.stats.rankdata`."""
+    x = as_sample_matrix(x, name="x", dim="column", min_samples=1)[0]  # NaN has no rank
     out = np.empty(x.shape, order="F")
     for j in range(x.shape[1]):
         order = np.argsort(x[:, j])
