@@ -119,3 +119,48 @@ def test_score_responses_keeps_any_response_dim(dim):
     np.testing.assert_allclose(table.score, [0.9, 0.1])
     with pytest.raises(ConfigError, match="unknown measure"):
         score_responses(responses, gram, ("ii", "accuracy"))
+
+
+def test_nan_and_degenerate_scores_are_errors_with_their_fix():
+    with pytest.raises(DataError, match="NaN or infinite"):
+        bootstrap_mean_difference([0.5, np.nan, 0.7], [0.4, 0.5])      # before: NaN difference and interval
+    with pytest.raises(DataError, match="at least 1"):
+        unpaired_comparison([], [0.4, 0.5])
+    with pytest.raises(ConfigError, match=r"like 0.95; got 95 \(for a 95% interval pass ci=0.95\)"):
+        bootstrap_mean_difference([0.5, 0.6], [0.4, 0.5], ci=95)
+    with pytest.raises(ConfigError, match="n_boot"):
+        bootstrap_mean_difference([0.5, 0.6], [0.4, 0.5], n_boot=-1)
+    with pytest.raises(DataError, match="one reference per score"):
+        paired_comparison([0.5, 0.6], [0.4])
+    with pytest.raises(DataError, match="NaN"):
+        paired_comparison([0.5, np.inf], [0.4, 0.4])
+    row = unpaired_comparison(np.full(10, 0.5), np.full(8, 0.5))       # constant scores: a finite answer
+    assert (row["difference"], row["ci_low"], row["ci_high"], row["p_value"]) == (0.0, 0.0, 0.0, 1.0)
+    with pytest.raises(DataError, match="lacks the column"):
+        compare_methods(pd.DataFrame({"method": ["units"], "score": [0.1]}))
+
+
+def test_permutation_p_value_rejects_nan_statistics_and_empty_nulls():
+    from superpos.geometry.comparison import null_p_value
+    with pytest.raises(DataError, match="observed statistic is nan"):
+        null_p_value(np.nan, np.arange(10.0))                           # before: the smallest p, 1/11
+    with pytest.raises(DataError, match="n_permutations >= 1"):
+        null_p_value(0.5, [])                                           # before: p = 1
+    with pytest.raises(DataError, match="NaN"):
+        null_p_value(0.5, [0.1, np.nan])
+    assert null_p_value(0.5, [0.1, 0.9]) == pytest.approx(2 / 3)
+
+
+def test_score_responses_uses_the_stimulus_interval_for_ii():
+    from superpos.measures.index import interpretability_index
+    rng = np.random.default_rng(6)
+    ids = [f"s{i}" for i in range(40)]
+    emb = rng.normal(size=(40, 5))
+    gram = xr.DataArray(np.corrcoef(emb), dims=("stimulus", "stimulus_other"),
+                        coords={"stimulus": ids, "stimulus_other": ids})
+    responses = xr.DataArray(rng.normal(size=(40, 3)), dims=("stimulus", "unit"), coords={"stimulus": ids})
+    table = score_responses(responses, gram, "ii", n_references=3, n_boot=50)
+    want = interpretability_index(responses, None, gram, n_references=3, n_boot=50, interval="stimuli")
+    np.testing.assert_allclose(table.ci_low, want.ci_low.values)
+    refs = score_responses(responses, gram, "ii", n_references=3, n_boot=50, ii_interval="references")
+    assert not np.allclose(refs.ci_low, table.ci_low)

@@ -84,3 +84,54 @@ def test_bootstrap_interval_covers_the_mean():
     low, high = percentile_interval(resample_means(x, 500, torch.Generator().manual_seed(0)), 0.9)
     covered = (low < 0) & (0 < high)
     assert 0.8 < covered.mean() < 0.98
+
+
+def _nan_gram(n=100, seed=20, value=np.nan):
+    gram = random_gram(n, seed=seed)
+    values = gram.values.copy()
+    values[3, 7] = values[7, 3] = value
+    return gram.copy(data=values)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_a_nan_similarity_is_an_error_in_every_measure(value):
+    from superpos.measures.index import interpretability_index
+    from superpos.measures.mis import mis
+    from superpos.measures.twoafc import psychophysics_2afc
+    gram = _nan_gram(value=value)
+    resp = labelled(np.random.default_rng(21).normal(size=(100, 3)), gram.stimulus.values)
+    for fn, kwargs in [(interpretability_index, {}), (mis, {}),
+                       (psychophysics_2afc, {"n_tasks": 4, "n_references": 3})]:   # before: MIS 0.0, II/2-AFC NaN
+        with pytest.raises(DataError, match="NaN or infinite entries.*'x3' and 'x7'"):
+            fn(resp, None, gram, n_boot=0, **kwargs)
+    with pytest.raises(DataError, match="square with unique"):
+        prepare_inputs(resp, None, gram.isel(stimulus=slice(0, 50)))
+
+
+def test_interval_and_seed_parameters_are_checked_with_their_fix():
+    from superpos.measures.extremes import check_bootstrap, check_integer, seed_streams
+    with pytest.raises(ConfigError, match=r"fraction in \(0, 1\), like 0.95; got 95 \(for a 95% interval pass ci=0.95\)"):
+        check_bootstrap(100, 95)
+    for bad in (-1, 2.5, "10", None, np.nan):
+        with pytest.raises(ConfigError, match="n_boot must be a whole number >= 0"):
+            check_bootstrap(bad, 0.95)
+    assert check_bootstrap(10.0, 0.5) == 10 and check_integer("k", np.int64(3), 1) == 3
+    with pytest.raises(ConfigError, match="seed"):
+        seed_streams(-1, 2)
+    streams = [seed_streams(s, 4) for s in range(50)]
+    assert len({x for row in streams for x in row}) == 200        # no two choices or seeds share a stream
+    with pytest.raises(DataError, match="cannot take the 11 most extreme of 10"):
+        extreme_stimuli(torch.zeros(10, 2), 11)
+
+
+def test_stratified_bootstrap_matches_the_stratified_standard_error():
+    from superpos.measures.extremes import stratified_resample_means
+    rng = np.random.default_rng(22)
+    x = torch.as_tensor(np.stack([rng.normal(1.0, 0.1, (50, 40)), rng.normal(0.0, 1.0, (50, 40))], 1))  # U x Q x T
+    boot = stratified_resample_means(x, 4000, torch.Generator().manual_seed(0))
+    assert boot.shape == (4000, 50)
+    torch.testing.assert_close(boot.mean(0), x.mean((1, 2)), atol=0.01, rtol=0)
+    var_q = x.var(-1, unbiased=False)                                  # U x Q
+    se = (var_q.sum(1) / 40).sqrt() / 2                                # sd of the equal-weight mean of 2 strata
+    ratio = boot.std(0) / se
+    assert float((ratio - 1).abs().median()) < 0.05, ratio

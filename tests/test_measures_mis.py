@@ -154,3 +154,69 @@ def test_random_responses_are_chance_for_planted_stimuli(planted_setup):
     res = mis(random_responses(stim, n_units=200, seed=3), stim, gram, n_boot=100)
     assert abs(float(res.score.mean()) - 0.5) < 0.03
     assert ((res.ci_low <= res.score) & (res.score <= res.ci_high)).all()
+
+
+def _query_positions(res, vals, ids):
+    """Rank of each task's max query among the unit's top, and of its min query among its bottom: U x T x 2."""
+    pos = {s: i for i, s in enumerate(ids)}
+    out = np.empty(res["query"].shape, int)
+    for u in range(vals.shape[1]):
+        rank_top, rank_bottom = np.argsort(np.argsort(-vals[:, u])), np.argsort(np.argsort(vals[:, u]))
+        for t in range(res.sizes["task"]):
+            q_max, q_min = (pos[s] for s in res["query"].values[u, t])
+            out[u, t] = rank_top[q_max], rank_bottom[q_min]
+    return out
+
+
+def test_mis_top_and_bottom_draws_have_their_own_streams():
+    """Seeds s and s + 1 shared a stream (bottom draws of seed s = top draws of seed s + 1); no longer."""
+    gram = random_gram(200, seed=15)
+    ids = gram.stimulus.values
+    vals = np.random.default_rng(16).normal(size=(200, 6))
+    resp = labelled(vals, ids)
+    a = _query_positions(mis(resp, None, gram, n_tasks=40, n_boot=0, return_tasks=True), vals, ids)
+    b = _query_positions(mis(resp, None, gram, n_tasks=40, n_boot=0, seed=1, return_tasks=True), vals, ids)
+    assert (a[..., 1] == b[..., 0]).mean() < 0.3                 # before: 1.0
+    assert (a[..., 0] == a[..., 1]).mean() < 0.3
+    again = mis(resp, None, gram, n_tasks=40, n_boot=20, return_tasks=True)
+    np.testing.assert_array_equal(_query_positions(again, vals, ids), a)   # same seed, same tasks
+
+
+def test_mis_still_scores_its_tasks_by_the_formula():
+    """The scores equal the MIS formula applied to the tasks the measure reports (what MachInterp computes)."""
+    gram = random_gram(150, seed=17)
+    g, ids = gram.values, gram.stimulus.values
+    vals = np.random.default_rng(18).normal(size=(150, 4))
+    res = mis(labelled(vals, ids), None, gram, n_references=5, n_tasks=30, alpha=2.0, n_boot=0, return_tasks=True)
+    np.testing.assert_allclose(res.score.values, (1 / (1 + np.exp(-2.0 * res.delta.values))).mean(-1), atol=1e-6)
+
+
+def test_published_alpha_on_another_backend_warns():
+    gram = random_gram(100, seed=19)
+    resp = labelled(np.random.default_rng(20).normal(size=(100, 3)), gram.stimulus.values)
+    with pytest.warns(UserWarning, match="published for DreamSim.*calibrate_alpha.*alpha=None"):
+        mis(resp, None, gram, alpha=0.16, n_boot=0)
+    with pytest.warns(UserWarning, match="0.45..0.55"):
+        mis(resp, None, gram.assign_attrs(backend="dreamsim(batch_size=32)"), alpha=1e-3, n_boot=0)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mis(resp, None, gram.assign_attrs(backend="dreamsim(batch_size=32)"), alpha=0.16 * 100, n_boot=0)
+        mis(resp, None, gram, alpha=None, n_boot=0)
+    with pytest.raises(ConfigError, match="alpha"):
+        mis(resp, None, gram, alpha=float("nan"))
+
+
+def test_mis_parameter_and_calibration_messages():
+    gram = random_gram(100, seed=21)
+    resp = labelled(np.random.default_rng(22).normal(size=(100, 3)), gram.stimulus.values)
+    with pytest.raises(ConfigError, match="like 0.95"):
+        mis(resp, None, gram, ci=95)
+    with pytest.raises(ConfigError, match="n_boot"):
+        mis(resp, None, gram, n_boot=-1)
+    with pytest.raises(ConfigError, match="n_references and n_tasks"):
+        mis(resp, None, gram, n_references=2.5)
+    with pytest.raises(DataError, match="unbounded"):
+        calibrate_alpha([1.0, 2.0, -1.0], [1, 1, 0])                 # the sign of delta predicts every answer
+    with pytest.raises(DataError, match="every delta is 0"):
+        calibrate_alpha([0.0, 0.0], [1, 0])

@@ -63,9 +63,15 @@ def randomly_rotate(directions, *, random_state=None) -> np.ndarray:
 # %% ../../nbs/81_geometry_comparison.ipynb #ea8ae6e5
 def null_p_value(observed: float, null, *, alternative: str = "greater") -> float:
     """Permutation p-value of `observed` against null samples (`greater`: large = significant)."""
-    null = np.asarray(null, dtype=float)
+    null = np.asarray(null, dtype=float).ravel()
     if alternative not in ("greater", "less"):
         raise ConfigError(f"alternative must be 'greater' or 'less', got {alternative!r}")
+    if not np.isfinite(observed):
+        raise DataError(f"the observed statistic is {observed}: a NaN or infinite statistic has no p-value; "
+                        "check the inputs it was computed from")
+    if null.size == 0 or not np.isfinite(null).all():
+        raise DataError(f"the null has {null.size} samples, {int((~np.isfinite(null)).sum())} of them NaN or "
+                        "infinite: draw at least one permutation (n_permutations >= 1) from finite inputs")
     extreme = null >= observed if alternative == "greater" else null <= observed
     return float((1 + extreme.sum()) / (1 + null.size))
 

@@ -10,33 +10,62 @@ import numpy as np
 import torch
 import xarray as xr
 
-from ..core import ConfigError
+from ..core import ConfigError, DataError
 from ..stimuli.sets import StimulusSet
-from .extremes import (extreme_stimuli, percentile_interval, prepare_inputs,
-                                        response_coords)
+from .extremes import (check_bootstrap, check_integer, extreme_stimuli, percentile_interval,
+                                        prepare_inputs, response_coords, seed_streams)
 from .similarity import similarity_to_distance
 
 # %% ../../nbs/42_measures_index.ipynb #13c6467d
-def _pairwise_mean(block: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean over i != j of block[i, j, u] (k x k x U), optionally weighted by w_i w_j (B x k) -> (B x U)."""
-    k = block.shape[0]
-    off = 1 - torch.eye(k, device=block.device, dtype=block.dtype)
+def _pairwise_mean(block: torch.Tensor, weights: torch.Tensor | None = None, *,
+                   include_diagonal: bool = False) -> torch.Tensor:
+    """Mean over i != j (all i, j if `include_diagonal`) of block[..., i, j] (... x k x k), optionally
+    weighted by w_i w_j (`weights` B x k, block U x k x k -> B x U)."""
+    k = block.shape[-1]
+    mask = torch.ones(k, k, device=block.device, dtype=block.dtype)
+    if not include_diagonal:
+        mask = mask - torch.eye(k, device=block.device, dtype=block.dtype)
     if weights is None:
-        return (block * off[..., None]).sum((0, 1)) / (k * (k - 1))
-    pair_w = weights[:, :, None] * weights[:, None, :] * off
+        return (block * mask).sum((-2, -1)) / mask.sum()
+    pair_w = weights[:, :, None] * weights[:, None, :] * mask
     total = pair_w.sum((1, 2))
-    return torch.einsum("bij,iju->bu", pair_w, block) / total[:, None]
+    return torch.einsum("bij,uij->bu", pair_w, block) / total[:, None]
+
+
+def _matrix_mean(matrix: torch.Tensor, *, include_diagonal: bool = False, k: int = 2) -> float:
+    """Expected `_pairwise_mean` of k random distinct rows of a square matrix (in float64)."""
+    n = matrix.shape[0]
+    diag = matrix.diagonal().sum(dtype=torch.float64)
+    off = float((matrix.sum(dtype=torch.float64) - diag) / (n * (n - 1)))
+    return (k - 1) / k * off + float(diag) / n / k if include_diagonal else off
 
 # %% ../../nbs/42_measures_index.ipynb #bda71da0
-def _off_diagonal_mean(matrix: torch.Tensor) -> float:
-    """Mean of a square matrix's off-diagonal entries (in float64)."""
-    n = matrix.shape[0]
-    return float((matrix.sum(dtype=torch.float64) - matrix.diagonal().sum()) / (n * (n - 1)))
+def _top_drawn(order: torch.Tensor, drawn: torch.Tensor, k: int) -> torch.Tensor:
+    """Each unit's top-k among the drawn stimuli (B x U x k indices; -1 where fewer than k were drawn), from
+    its ranking `order` (U x depth, most active first) and the resamples' masks `drawn` (B x S)."""
+    depth = order.shape[1]
+    hit = drawn[:, order]                                                        # B x U x depth
+    rank = torch.arange(depth, device=order.device).expand_as(hit)
+    first = torch.where(hit, rank, rank + depth).topk(k, dim=-1, largest=False).values
+    top = torch.gather(order.expand(drawn.shape[0], -1, -1), 2, first.clamp_max(depth - 1))
+    return top.masked_fill(first >= depth, -1)
 
 
+def _reference_weights(k: int, n_boot: int, generator: torch.Generator, *, include_diagonal: bool) -> torch.Tensor:
+    """How often each top image is drawn (n_boot x k); without the diagonal, draws of a single image are redrawn."""
+    kept = torch.zeros(0, k)
+    for _ in range(64):                               # each draw has >= 2 distinct images with probability >= 1/2
+        draws = torch.multinomial(torch.ones(k), n_boot * k, replacement=True, generator=generator).view(n_boot, k)
+        weights = torch.zeros(n_boot, k).scatter_add_(1, draws, torch.ones(n_boot, k))
+        kept = torch.cat([kept, weights if include_diagonal else weights[(weights > 0).sum(1) > 1]])
+        if len(kept) >= n_boot:
+            break
+    return kept[:n_boot]
+
+# %% ../../nbs/42_measures_index.ipynb #3603d6ab
 def interpretability_index(responses: xr.DataArray, stimuli: StimulusSet | None, similarity="perceptual", *,
-                           n_references: int = 5, n_boot: int = 1000, ci: float = 0.95, seed: int = 0,
-                           device=None) -> xr.Dataset:
+                           n_references: int = 5, interval: str = "stimuli", diagonal: str = "exclude",
+                           n_boot: int = 1000, ci: float = 0.95, seed: int = 0, device=None) -> xr.Dataset:
     """The interpretability index (II) of every unit: mean pairwise similarity of its top images.
 
     Parameters
@@ -50,36 +79,69 @@ def interpretability_index(responses: xr.DataArray, stimuli: StimulusSet | None,
         A backend name, a backend, or `similarity_matrix(stimuli, backend)`.
     n_references : int
         Number of top images (k in Klindt et al. 2023; default 5).
-    n_boot, ci, seed : bootstrap draws, interval level and seed (ties, bootstrap).
+    interval : {"stimuli", "references"}
+        What the bootstrap resamples: the stimulus set, recomputing each unit's top images
+        (default; the interval to compare units or methods with), or only the fixed top images.
+    diagonal : {"exclude", "include"}
+        Average the distinct pairs (default), or the full k x k matrix with its diagonal, as the
+        reference code does (its distance is (k - 1) / k of ours; use it to compare with published numbers).
+    n_boot, ci, seed : bootstrap draws (0: no interval), interval level (a fraction, e.g. 0.95) and seed.
 
     Returns
     -------
     xr.Dataset over the response dim: `score` (similarity, higher = more interpretable), `distance`
     (mean pairwise distance, lower = more interpretable), `baseline` / `baseline_distance` (expected
-    value for random images), `ci_low`, `ci_high` and `top_stimuli` (ids of the top images).
+    value for random images), `ci_low`, `ci_high` (the `interval` bootstrap of `score`; attrs say
+    which) and `top_stimuli` (ids of the top images).
     """
-    k = n_references
-    if int(k) != k or k < 2:
-        raise ConfigError(f"n_references must be an integer >= 2, got {k!r}")
+    k = check_integer("n_references", n_references, 2)
+    n_boot = check_bootstrap(n_boot, ci)
+    if interval not in ("stimuli", "references"):
+        raise ConfigError(f"interval must be 'stimuli' (resample the stimulus set) or 'references' (resample the "
+                          f"top images), got {interval!r}")
+    if diagonal not in ("exclude", "include"):
+        raise ConfigError(f"diagonal must be 'exclude' (distinct pairs) or 'include' (the reference code's full "
+                          f"k x k mean), got {diagonal!r}")
+    full = diagonal == "include"
     values, gram, dim, names, kind, ids = prepare_inputs(responses, stimuli, similarity, device=device,
                                                          min_stimuli=k + 1)
-    top = extreme_stimuli(values, k, seed=seed)[0].T              # k x U
-    block = gram[top[:, None, :], top[None, :, :]]                  # k x k x U
-    score = _pairwise_mean(block)
-    distance = _pairwise_mean(similarity_to_distance(block, kind))
-    baseline = _off_diagonal_mean(gram)
-    baseline_distance = _off_diagonal_mean(similarity_to_distance(gram, kind))
-    gen = torch.Generator().manual_seed(int(seed))
-    if n_boot:
-        draws = torch.multinomial(torch.ones(k), n_boot * k, replacement=True, generator=gen).view(n_boot, k)
-        weights = torch.zeros(n_boot, k).scatter_add_(1, draws, torch.ones(n_boot, k)).to(gram.device)
-        low, high = percentile_interval(_pairwise_mean(block, weights), ci)
+    tie_seed, boot_seed = seed_streams(seed, 2)
+    n = values.shape[0]
+    depth = min(n, 4 * k + 40)                # a resample's top k lie within the first few dozen ranks
+    order = extreme_stimuli(values, depth, seed=tie_seed)[0]                    # U x depth
+    top = order[:, :k]                                                          # U x k
+    block = gram[top[:, :, None], top[:, None, :]]                             # U x k x k
+    score = _pairwise_mean(block, include_diagonal=full)
+    distance = _pairwise_mean(similarity_to_distance(block, kind), include_diagonal=full)
+    baseline = _matrix_mean(gram, include_diagonal=full, k=k)
+    baseline_distance = _matrix_mean(similarity_to_distance(gram, kind), include_diagonal=full, k=k)
+    gen = torch.Generator().manual_seed(boot_seed)
+    if n_boot and interval == "references":
+        weights = _reference_weights(k, n_boot, gen, include_diagonal=full).to(gram.device)
+        low, high = percentile_interval(_pairwise_mean(block, weights, include_diagonal=full), ci)
+    elif n_boot:
+        boot, full_order = [], None
+        step = max(1, (1 << 22) // (len(names) * max(depth, k * k)))
+        for start in range(0, n_boot, step):
+            b = min(step, n_boot - start)
+            drawn = torch.zeros(b, n, dtype=torch.bool).scatter_(1, torch.randint(n, (b, n), generator=gen), True)
+            tops = _top_drawn(order, drawn.to(order.device), k)
+            if depth < n and bool((tops < 0).any()):                     # rare: look further down the ranking
+                full_order = extreme_stimuli(values, n, seed=tie_seed)[0] if full_order is None else full_order
+                tops = _top_drawn(full_order, drawn.to(order.device), k)
+            sims = _pairwise_mean(gram[tops[..., :, None], tops[..., None, :]], include_diagonal=full)
+            boot.append(sims.masked_fill((tops < 0).any(-1), float("nan")))
+        low, high = percentile_interval(torch.cat(boot), ci)
+        if np.isnan(low).any():
+            raise DataError(f"no bootstrap draw of the {n} stimuli held {k} distinct top stimuli for some units: "
+                            "use more stimuli, more draws (n_boot) or interval='references'")
     else:
         low = high = np.full(len(names), np.nan)
     return xr.Dataset({"score": (dim, score.cpu().numpy()), "distance": (dim, distance.cpu().numpy()),
                        "baseline": baseline, "baseline_distance": baseline_distance,
                        "ci_low": (dim, low), "ci_high": (dim, high),
-                       "top_stimuli": ((dim, "rank"), ids[top.T.cpu().numpy()])},
+                       "top_stimuli": ((dim, "rank"), ids[top.cpu().numpy()])},
                       coords=response_coords(names),
                       attrs={"measure": "interpretability_index", "n_references": k, "n_boot": n_boot,
+                             "interval": interval if n_boot else "none", "diagonal": diagonal,
                              "seed": seed, "ci": ci})
