@@ -10,7 +10,7 @@ __all__ = ['STIMULUS', 'RESPONSE_DIMS', 'as_responses', 'response_dim', 'check_v
 import numpy as np
 import xarray as xr
 
-from .core import DataError
+from .core import ConfigError, DataError
 
 # %% ../nbs/01_responses.ipynb #a138779e
 STIMULUS = "stimulus"
@@ -54,8 +54,15 @@ def as_responses(responses, *, name: str = "responses", dim: str | None = None, 
     `dim` requires (for DataArrays) or names (for arrays) the response dim; `min_stimuli` is the fewest
     stimuli the caller can work with; `dtype` forces a floating dtype (default: keep float32/float64).
     """
+    if isinstance(min_stimuli, bool) or not isinstance(min_stimuli, (int, np.integer)) or min_stimuli < 0:
+        raise ConfigError(f"min_stimuli must be a non-negative integer, got {min_stimuli!r}")
+    try:
+        target = np.dtype(dtype) if dtype is not None else None
+    except TypeError as err:
+        raise ConfigError(f"dtype must be a floating dtype such as np.float32, got {dtype!r}") from err
+    if target is not None and not np.issubdtype(target, np.floating):
+        raise ConfigError(f"dtype must be a floating dtype such as np.float32 or np.float64, got {target}")
     da = _as_dataarray(responses, name, dim)
-    target = np.dtype(dtype) if dtype is not None else None
     if target is None and not np.issubdtype(da.dtype, np.floating):
         if not (np.issubdtype(da.dtype, np.integer) or np.issubdtype(da.dtype, np.bool_)):
             raise DataError(f"{name} must hold numbers, got dtype {da.dtype}")

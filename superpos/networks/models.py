@@ -229,6 +229,9 @@ def load_model(model="efficientnet_lite0", *, weights: str = "pretrained", check
     if num_classes is not None and categories is not None and len(categories) != num_classes:
         categories = None
     if input_size != "native":
+        if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer))
+                                       or input_size < 8):
+            raise ConfigError(f"input_size must be 'native', None (keep the stimulus size) or an integer >= 8, got {input_size!r}")
         pre = Preprocess(pre.mean, pre.std, None if input_size is None else int(input_size))
     label = weights if checkpoint is None else f"checkpoint:{Path(checkpoint).name}"
     return VisionModel(module.eval(), name, label, preprocess if preprocess is not None else pre,
@@ -262,6 +265,8 @@ LITE_STAGE_ENDS = {"efficientnet_lite0": (2, 4, 10, 15), "efficientnet_lite2": (
 
 def default_layers(model, k: int = 4) -> list[str]:
     """A few (`k`) layers from early to late."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ConfigError(f"k must be a positive number of layers, got {k!r}")
     module = _module(model)
     names = layer_names(module)
     if hasattr(module, "_blocks") and hasattr(module, "_conv_head"):
@@ -306,6 +311,9 @@ def autocast_dtype(amp, device: torch.device):
 # %% ../../nbs/20_networks_models.ipynb #1063a0aa
 def predict(model, stimuli, topk: int = 5, *, batch_size: int = 64, device=None, amp=None) -> pd.DataFrame:
     """Top-`topk` classes per stimulus: columns stimulus, source, rank, class_index, class_name, probability."""
+    for name, value in (("topk", topk), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     vm = load_model(model)
     stimuli = as_stimulus_set(stimuli)
     device = get_device(device)
