@@ -311,7 +311,7 @@ def unsupervised_scores(latents, *, n_bins: int = 20, allow_constant: bool = Fal
     varies = np.ptp(z, axis=0) > 0
     if z.shape[1] < 2:
         raise DataError("the unsupervised scores measure dependence between latents and need at least "
-                        f"two, got {z.shape[1]}: score this representation with other metrics")
+                        f"two, got {z.shape[1]}: leave 'unsupervised' out of evaluate's metrics")
     if not varies.all() and not allow_constant:
         raise DataError(f"latent(s) {np.flatnonzero(~varies).tolist()} are constant (collapsed): drop "
                         "them, or pass allow_constant=True to leave them out of the covariance scores")
