@@ -16,7 +16,8 @@ CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 KNOWN = ("favicon.ico",                                        # no favicon configured
          "Identifier 'THEBE_JS_URL' has already been declared",   # sphinx-thebe loaded twice by sphinx-book-theme 1.x
          "Got invalid theme mode",                                 # pydata-sphinx-theme before a mode is stored
-         "ResizeObserver loop")
+         "ResizeObserver loop",
+         "mathjax@3/es5/tex-mml-chtml.js - Failed to load resource: net::ERR_NAME_NOT_RESOLVED")  # MathJax's CDN, offline
 
 pytestmark = [pytest.mark.book, pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs the Debian packages "
               "chromium and chromium-driver (apt-get install -y chromium chromium-driver; .ci/run installs them)")]
