@@ -68,7 +68,18 @@ def _reset_hwm():
         f.write("5")
 
 
-def worker(n: int, size: int, input_size, n_tasks: int) -> dict:
+def _config(args) -> dict:
+    """The page's cnn_analysis parameters with this run's overrides."""
+    config = {**PAGE, "input_size": _input_size(args.input_size), "n_tasks": args.n_tasks}
+    for name in ("weights", "methods"):
+        if getattr(args, name):
+            config[name] = tuple(getattr(args, name).split(","))
+    if args.k_multiples:
+        config["k_multiples"] = tuple(float(k) for k in args.k_multiples.split(","))
+    return config
+
+
+def worker(n: int, size: int, config: dict) -> dict:
     """One cnn_analysis run on n stimuli in this process, its time and peak memory per stage."""
     import superpos.analyses.cnn as cnn
     from superpos.stimuli.natural import natural_stimuli
@@ -96,7 +107,7 @@ def worker(n: int, size: int, input_size, n_tasks: int) -> dict:
         setattr(cnn, name, timed(stage, getattr(cnn, name)))
     stimuli = natural_stimuli(n, size, seed=0)
     start = time.perf_counter()
-    scores, details = cnn.cnn_analysis(stimuli=stimuli, **{**PAGE, "input_size": input_size, "n_tasks": n_tasks})
+    scores, details = cnn.cnn_analysis(stimuli=stimuli, **config)
     total = time.perf_counter() - start
     return {"n": n, "total": total, "seconds": seconds, "peaks": peaks, "calls": calls, "run_peak": _hwm_mb(),
             "rows": len(scores), "skipped": len(details["skipped"]),
@@ -135,7 +146,8 @@ def _input_size(value: str):
 
 
 def _run(args, *extra) -> dict:
-    cmd = [sys.executable, __file__, "--size", str(args.size), "--input-size", args.input_size, "--n-tasks", str(args.n_tasks), *extra]
+    cmd = [sys.executable, __file__, "--size", str(args.size), "--input-size", args.input_size, "--n-tasks", str(args.n_tasks),
+           "--weights", args.weights, "--methods", args.methods, "--k-multiples", args.k_multiples, *extra]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False, env={**os.environ})
     if res.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{res.stderr[-3000:]}")
@@ -149,6 +161,7 @@ def report(runs, bf16, args) -> str:
              f"load average {os.getloadavg()[0]:.1f} / {os.getloadavg()[1]:.1f} (1 / 5 min) at the end",
              "# book page 52 defaults (EfficientNet-Lite0 pretrained + untrained, 4 layers, 7 methods x k 0.5/1/2, "
              "perceptual, II + 2-AFC + MIS, n_boot 200) except the stimuli"
+             + "".join(f", {name} {getattr(args, name)}" for name in ("weights", "methods", "k_multiples") if getattr(args, name))
              + ("" if args.input_size == "native" else f", the model's input size ({args.input_size} px instead of "
                 "224: extraction ~5x cheaper per image)") + ("" if args.n_tasks == 5 else f", n_tasks {args.n_tasks} "
                 "instead of 5 (the 2-AFC needs 2 x (n/8 + 10 n_tasks) stimuli)") + "; one fresh process per size, one run each",
@@ -162,17 +175,16 @@ def report(runs, bf16, args) -> str:
     for r in runs:
         lines.append(f"{r['n']:>8d} {'':>8} " + " ".join(f"{r['peaks'][s]:>12.0f}" for s in STAGES))
     first, last = runs[0], runs[-1]
-    growth = last["n"] / first["n"]
-    flagged = []
-    parts = []
-    for s in STAGES:
-        e = math.log(max(last["seconds"][s], 1e-9) / max(first["seconds"][s], 1e-9)) / math.log(growth)
-        parts.append(f"{s} {e:.2f} (inherent <= {INHERENT[s]:.0f})")
-        if e > INHERENT[s] + 0.3:
-            flagged.append(s)
-    lines.append(f"# growth exponent of time, {first['n']} -> {last['n']} stimuli (t ~ n^e): " + "; ".join(parts))
-    lines.append("# no stage grows faster than its inherent cost" if not flagged else
-                 f"# FASTER than inherent: {', '.join(flagged)}")
+    if last["n"] > first["n"]:
+        growth, flagged, parts = last["n"] / first["n"], [], []
+        for s in STAGES:
+            e = math.log(max(last["seconds"][s], 1e-9) / max(first["seconds"][s], 1e-9)) / math.log(growth)
+            parts.append(f"{s} {e:.2f} (inherent <= {INHERENT[s]:.0f})")
+            if e > INHERENT[s] + 0.3:
+                flagged.append(s)
+        lines.append(f"# growth exponent of time, {first['n']} -> {last['n']} stimuli (t ~ n^e): " + "; ".join(parts))
+        lines.append("# no stage grows faster than its inherent cost" if not flagged else
+                     f"# FASTER than inherent: {', '.join(flagged)}")
     if bf16:
         lines.append(f"# extraction precision ({bf16['n']} stimuli, input {args.input_size}, pretrained, 4 layers): fp32 {bf16['fp32']:.2f} s, "
                      f"bfloat16 autocast {bf16['bf16']:.2f} s: bf16 speed-up {bf16['ratio']}; attrs: {bf16['attrs']}")
@@ -187,6 +199,9 @@ def main(argv=None):
     p.add_argument("--base", type=int, default=400, help="stimuli at 1x (the page uses 1,200; its 2-AFC needs >= 400)")
     p.add_argument("--scales", default="1,2,4")
     p.add_argument("--size", type=int, default=96, help="stimulus side in pixels (the page's 96)")
+    p.add_argument("--weights", default="", help="override the page's weights, e.g. pretrained")
+    p.add_argument("--methods", default="", help="override the page's methods, e.g. units,kmeans,pca")
+    p.add_argument("--k-multiples", default="", help="override the page's k multiples, e.g. 1")
     p.add_argument("--n-tasks", type=int, default=5, help="2-AFC tasks per unit (the page's 5 needs >= 400 stimuli)")
     p.add_argument("--input-size", default="native",
                    help="the model's input side: 'native' (the page's: resize to 224 px) or pixels, e.g. 96")
@@ -198,7 +213,7 @@ def main(argv=None):
     p.add_argument("--bf16-worker", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.worker, args.size, _input_size(args.input_size), args.n_tasks)))
+        print(json.dumps(worker(args.worker, args.size, _config(args))))
         return
     if args.bf16_worker:
         print(json.dumps(bf16_worker(args.bf16_worker, args.size, args.bf16_rounds, _input_size(args.input_size))))
