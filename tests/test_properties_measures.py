@@ -189,8 +189,8 @@ def test_null_p_value_is_a_probability_or_rejected(observed, null, alternative):
 def human_trials(draw):
     """delta and correct of (mostly) the same length; correct mostly 0/1, delta mostly finite."""
     n = draw(st.integers(0, 40))
-    delta = draw(st.lists(st.one_of(st.floats(-5, 5), st.floats(-5, 5), st.floats(-5, 5), special),
-                          min_size=n, max_size=n))
+    delta = draw(st.lists(st.floats(-5, 5), min_size=n, max_size=n) if draw(st.booleans()) else
+                 st.lists(st.one_of(st.floats(-5, 5), special), min_size=n, max_size=n))
     correct = draw(st.lists(st.integers(0, 1), min_size=n, max_size=n) if draw(st.integers(0, 3)) else
                    st.lists(st.integers(-1, 2), max_size=40))
     return delta, correct
@@ -209,6 +209,15 @@ def test_calibrate_alpha_is_finite_or_rejected(trials):
 def test_shared_checks_accept_or_reject(n_boot, ci, seed):
     run("check_bootstrap", lambda: check_bootstrap(n_boot, ci), lambda n: n >= 0 or pytest.fail(n))
     run("seed_streams", lambda: seed_streams(seed, 3), lambda s: len(set(s)) == 3 or pytest.fail(s))
+
+
+def test_constant_machine_scores_have_no_correlation():
+    """Before: spearman NaN next to a finite bootstrap interval (ties ranked by argsort)."""
+    from superpos.measures.human import compare_scores
+    with pytest.raises(SuperposError, match="same for every unit"):
+        compare_scores(np.full(10, 0.5), np.linspace(0, 1, 10))
+    row = compare_scores(np.linspace(0, 1, 10) ** 2, np.linspace(0, 1, 10), n_boot=50)
+    assert row["spearman"] == pytest.approx(1.0) and np.isfinite(row[["spearman_low", "pearson_low"]]).all()
 
 
 def test_report_counts():

@@ -212,6 +212,9 @@ def compare_scores(machine, human, *, n_boot: int = 1000, ci: float = 0.95, seed
     ok = np.isfinite(m) & np.isfinite(h)
     if not ok.all():
         raise DataError(f"{(~ok).sum()} units have NaN scores: drop them before comparing")
+    if np.ptp(m) == 0 or np.ptp(h) == 0:
+        raise DataError("the machine or the human scores are the same for every unit, so their correlation is "
+                        "undefined: check the measure's settings (e.g. MIS alpha) or compare more varied units")
     rng = np.random.default_rng(seed)
     idx = rng.integers(len(m), size=(n_boot, len(m)))
     rank_m, rank_h = np.argsort(np.argsort(m[idx], 1), 1), np.argsort(np.argsort(h[idx], 1), 1)
