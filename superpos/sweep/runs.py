@@ -10,6 +10,7 @@ __all__ = ['HEARTBEAT_S', 'STATUSES', 'find_notebook', 'notebook_parameters', 'l
 import ast
 import errno
 import hashlib
+import io
 import json
 import os
 import platform
@@ -20,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+import tokenize
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -46,12 +48,36 @@ def find_notebook(notebook: str | Path) -> Path:
     raise MissingFileError(f"notebook {str(notebook)!r} not found; runnable notebooks: {known}")
 
 # %% ../../nbs/04_sweep_runs.ipynb #fcb84430
+def _parameters_cell(path: Path) -> str | None:
+    cells = json.loads(Path(path).read_text())["cells"]
+    cell = next((c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    return None if cell is None else "".join(cell["source"])
+
+
 def notebook_parameters(notebook: str | Path) -> dict:
-    """The notebook's papermill parameters: name -> {'default', 'type', 'help'} (empty if none)."""
-    import papermill
-    params = papermill.inspect_notebook(str(notebook))
-    return {name: {"default": p["default"], "type": p["inferred_type_name"], "help": p["help"]}
-            for name, p in params.items()}
+    """The notebook's parameters: name -> {'default', 'type', 'help'} (empty if none), read with `ast`.
+
+    Every top-level assignment of the `parameters` cell is a parameter; its default is the source
+    text of the value and its help the comment on its line (papermill's own reader skips a line
+    whose comment holds an `=`, so superpos reads the cell itself).
+    """
+    source = _parameters_cell(Path(notebook))
+    if source is None:
+        return {}
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as err:
+        raise ConfigError(f"the parameters cell of {Path(notebook).name} is not valid Python: {err}") from err
+    comments = {t.start[0]: t.string.lstrip("#").strip() for t in tokenize.generate_tokens(io.StringIO(source).readline)
+                if t.type == tokenize.COMMENT}
+    params = {}
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        if len(targets) == 1 and isinstance(targets[0], ast.Name) and node.value is not None:
+            kind = ast.get_source_segment(source, node.annotation) if isinstance(node, ast.AnnAssign) else "None"
+            params[targets[0].id] = {"default": ast.get_source_segment(source, node.value), "type": kind,
+                                     "help": comments.get(node.end_lineno, "")}
+    return params
 
 
 def list_notebooks(root: str | Path | None = None) -> list[Path]:
@@ -61,8 +87,7 @@ def list_notebooks(root: str | Path | None = None) -> list[Path]:
 
 
 def _has_parameters(path: Path) -> bool:
-    cells = json.loads(path.read_text())["cells"]
-    return any("parameters" in c.get("metadata", {}).get("tags", []) for c in cells)
+    return _parameters_cell(path) is not None
 
 # %% ../../nbs/04_sweep_runs.ipynb #f77cf597
 class _Yaml12Loader(yaml.SafeLoader):
