@@ -60,6 +60,7 @@ def serve_faulty(path: str | Path, *, stall_after: int | None = None, corrupt: i
     the bytes of that many range answers (set `server.corrupt` later to change it). `server.requests` counts
     the requests, `server.corrupted` the garbled answers."""
     server = _QuietServer(("127.0.0.1", 0), _RangeHandler)
+    server.daemon_threads = False  # server_close joins the handlers: none is left running at interpreter exit
     server.blob = Path(path).read_bytes()
     server.lock, server.released = threading.Lock(), threading.Event()
     server.requests, server.stall_after, server.corrupt, server.corrupted = 0, stall_after, corrupt, 0

@@ -184,7 +184,7 @@ def open_remote_nwb(url: str, *, cache: bool = True, timeout: float = 30.0):
             opened = open_nwb(remote)
             nwbfile = opened.__enter__()
         except DataError as err:  # over the network, an unreadable file is more often a failed read: retry
-            if "NWB 1.x" in str(err):
+            if "NWB 1.x" in str(err) and remote.error is None:
                 raise
             cause = f"{type(remote.error).__name__}: {remote.error}" if remote.error else err
             raise ConnectionError(f"could not read {url} as NWB: {cause}") from err
