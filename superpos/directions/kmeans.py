@@ -333,7 +333,7 @@ class SphericalKMeans(DirectionFinder):
     def _update(self):
         """The centroid update for the parameters (a clear error for unknown choices)."""
         check_param("max_iter", self.max_iter, low=0, integer=True)
-        check_param("tol", self.tol, low=0)
+        check_param("tol", self.tol)   # negative: always run max_iter passes
         check_param("chunk_size", self.chunk_size, low=1, integer=True)
         for name in ("batch_size", "n_batches", "init_size"):
             check_param(name, getattr(self, name), low=1, integer=True, allow_none=True)
