@@ -135,3 +135,16 @@ def test_stratified_bootstrap_matches_the_stratified_standard_error():
     se = (var_q.sum(1) / 40).sqrt() / 2                                # sd of the equal-weight mean of 2 strata
     ratio = boot.std(0) / se
     assert float((ratio - 1).abs().median()) < 0.05, ratio
+
+
+def test_a_read_only_similarity_is_used_without_warning_or_copying_back():
+    import warnings
+    gram = random_gram(30, seed=23)
+    frozen = gram.copy(data=gram.values.astype(np.float32))          # as similarity_matrix caches it
+    frozen.values.flags.writeable = False
+    resp = labelled(np.random.default_rng(24).normal(size=(30, 2)), gram.stimulus.values)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        inputs = prepare_inputs(resp, None, frozen)
+    inputs.gram[0, 0] = 5.0                                   # the measure's copy, not the cache's matrix
+    assert frozen.values[0, 0] == gram.values[0, 0]

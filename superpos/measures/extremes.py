@@ -41,7 +41,7 @@ def _finite_gram(gram: np.ndarray, ids: np.ndarray, device) -> torch.Tensor:
         raise DataError(f"the similarity matrix has {int(bad.sum())} NaN or infinite entries (e.g. between "
                         f"{str(ids[i])!r} and {str(ids[j])!r}): recompute it with similarity_matrix(stimuli, backend) "
                         "or drop the stimuli it cannot compare")
-    return torch.as_tensor(values, dtype=torch.float32, device=device)
+    return torch.as_tensor(np.require(values, np.float32, "W"), device=device)   # a read-only cache is copied
 
 
 def _gram(similarity, stimuli, device) -> tuple[torch.Tensor, str, np.ndarray]:
@@ -96,7 +96,7 @@ def prepare_inputs(responses, stimuli: StimulusSet | None, similarity, *, device
         raise DataError(f"{len(ids)} stimuli are too few: this measure needs at least {min_stimuli} with these "
                         "settings; use more stimuli or fewer references / queries / tasks")
     check_varying(aligned)
-    values = torch.as_tensor(np.asarray(aligned.values), device=device)  # float32 ranks exactly as float64
+    values = torch.as_tensor(np.require(aligned.values, requirements="W"), device=device)  # float32 ranks as float64
     return MeasureInputs(values, gram, dim, aligned[dim], kind, ids)
 
 # %% ../../nbs/41_measures_extremes.ipynb #57ecc55a
