@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent; PKG = ROOT / "superpos"
-ORDER = ["core", "responses", "stimuli", "networks", "directions", "measures", "analyses", "brain", "disentangle", "geometry", "cli"]
+ORDER = ["core", "responses", "stimuli", "networks", "directions", "measures", "analyses", "brain", "disentangle", "geometry", "book", "sweep", "cli"]
 DOCS = {
     "stimuli": "Stimulus sets: natural-image patches, procedural images and image datasets, labelled by stimulus id.",
     "networks": "Vision models and their activations (stimulus x unit per layer).",
@@ -17,6 +17,7 @@ DOCS = {
     "brain": "Brain recordings: NWB layouts, synthetic files with planted features, DANDI streaming, reliability.",
     "disentangle": "Disentanglement: dSprites and natural sprite transitions, SlowVAE, and the disentanglement metrics.",
     "geometry": "Geometry of direction sets (sphere, Grassmannian) and of representations, with Geomstats.",
+    "sweep": "Recorded runs of analysis notebooks and sweeps of them on Dask distributed (local, any scheduler, SLURM/PBS).",
 }
 
 def all_names(path):
@@ -41,7 +42,8 @@ attrs = {}
 for mod in sorted(modules, key=lambda m: (ORDER.index(m.split(".")[0]), m)):
     if mod.split(".")[0] in skip_modules:
         continue
-    keep = [n for n in modules[mod] if len(seen[n]) == 1 and not n.isupper()]   # constants stay in their modules
+    # constants stay in their modules; so do names of a subpackage (`sweep`) and Sphinx's extension hook `setup`
+    keep = [n for n in modules[mod] if len(seen[n]) == 1 and not n.isupper() and n not in (*ORDER, "setup")]
     if keep:
         attrs[mod] = keep
 clashes = {n: m for n, m in seen.items() if len(m) > 1}
@@ -55,7 +57,7 @@ lines = ['"""superpos: interpretable directions in neural networks and brains, a
          '"""',
          '__version__ = "0.1.0"', '',
          'import lazy_loader as _lazy', '',
-         '_SUBMODULES = ' + repr(["core", "responses", "cli"] + subpackages), '',
+         '_SUBMODULES = ' + repr(["core", "responses", "book", "cli"] + subpackages), '',
          '_ATTRIBUTES = {']
 for mod, names in attrs.items():
     lines.append(f'    "{mod}": {names!r},')
