@@ -22,3 +22,16 @@ def sessions(files):
     """The synthetic files read with load_nwb, per layout."""
     from superpos.brain.nwb import load_nwb
     return {layout: load_nwb(files[layout]["path"]) for layout in NWB_LAYOUTS}
+
+
+# the factor sets of the disentanglement-metric tests (one draw per test session)
+@pytest.fixture(scope="session")
+def gauss():
+    from disentangle_metrics_data import gaussian_factors
+    return gaussian_factors()
+
+
+@pytest.fixture(scope="session")
+def discrete():
+    from disentangle_metrics_data import discrete_factors
+    return discrete_factors()

@@ -18,22 +18,12 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from disentangle_metrics_data import discrete_factors, gaussian_factors, rotation
+from disentangle_metrics_data import rotation
 from scipy.stats import spearmanr
 from sklearn.metrics import mutual_info_score
 
 from superpos.core import ConfigError, DataError
 from superpos.disentangle import metrics as M
-
-
-@pytest.fixture(scope="module")
-def gauss():
-    return gaussian_factors()
-
-
-@pytest.fixture(scope="module")
-def discrete():
-    return discrete_factors()
 
 
 # --- MCC -------------------------------------------------------------------------------------

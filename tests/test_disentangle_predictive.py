@@ -6,22 +6,12 @@ and `modularity_explicitness.explicitness_per_factor`, run on the same train/tes
 """
 import numpy as np
 import pytest
-from disentangle_metrics_data import discrete_factors, gaussian_factors, rotation
+from disentangle_metrics_data import rotation
 from sklearn import linear_model, metrics, preprocessing, svm
 from sklearn.ensemble import GradientBoostingClassifier
 
 from superpos.core import ConfigError, DataError
 from superpos.disentangle import predictive as P
-
-
-@pytest.fixture(scope="module")
-def gauss():
-    return gaussian_factors()
-
-
-@pytest.fixture(scope="module")
-def discrete():
-    return discrete_factors()
 
 
 def split(n, n_train=None, n_test=None, random_state=0):

@@ -9,15 +9,10 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from disentangle_metrics_data import discrete_factors, rotation
+from disentangle_metrics_data import rotation
 
 from superpos.core import ConfigError, DataError
 from superpos.disentangle import sampled_metrics as S
-
-
-@pytest.fixture(scope="module")
-def discrete():
-    return discrete_factors()
 
 
 # --- BetaVAE and FactorVAE -------------------------------------------------------------------
