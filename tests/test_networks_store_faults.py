@@ -22,52 +22,42 @@ from superpos.stimuli.sets import as_stimulus_set
 ROOT = Path(__file__).resolve().parent.parent
 N = 12
 
-CHILD = """
-import sys, time
-import torch, torch.nn as nn
-from superpos.networks.extraction import extract
-from superpos.networks.models import Preprocess, load_model
-from superpos.stimuli.sets import as_stimulus_set
-
 class Slow(nn.Module):
-    def __init__(self):
+    """A tiny network (fixed seed) that sleeps `delay` seconds per batch, so a kill lands mid-extraction."""
+
+    def __init__(self, delay: float = 0.0):
         super().__init__()
         torch.manual_seed(0)
+        self.delay = delay
         self.conv = nn.Conv2d(3, 4, 3)
         self.head = nn.Linear(4, 2)
+
     def forward(self, x):
-        time.sleep(float(sys.argv[2]))
+        if self.delay:
+            time.sleep(self.delay)
         return self.head(self.conv(x).mean((2, 3)))
 
-images = (torch.rand(12, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 255).round().to(torch.uint8)
-model = load_model(Slow(), input_size=None, preprocess=Preprocess((0.0,) * 3, (1.0,) * 3, None))
+
+def model_and_stimuli(delay: float = 0.0):
+    images = (torch.rand(N, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 255).round().to(torch.uint8)
+    model = load_model(Slow(delay), input_size=None, preprocess=Preprocess((0.0,) * 3, (1.0,) * 3, None))
+    return model, as_stimulus_set(images)
+
+
+# the child extracts the same network and stimuli (imported from this file), slowly, into the store argv[1]
+CHILD = """
+import sys
+from superpos.networks.extraction import extract
+from test_networks_store_faults import model_and_stimuli
+model, stimuli = model_and_stimuli(float(sys.argv[2]))
 print("start", flush=True)
-extract(model, ["conv", "head"], as_stimulus_set(images), batch_size=2, progress=False, path=sys.argv[1])
+extract(model, ["conv", "head"], stimuli, batch_size=2, progress=False, path=sys.argv[1])
 print("done", flush=True)
 """
 
 
-class Slow(nn.Module):
-    """The child's network (same seed), without the sleep."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = nn.Conv2d(3, 4, 3)
-        self.head = nn.Linear(4, 2)
-
-    def forward(self, x):
-        return self.head(self.conv(x).mean((2, 3)))
-
-
 def _env():
-    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-
-
-def _expected():
-    images = (torch.rand(N, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 255).round().to(torch.uint8)
-    model = load_model(Slow(), input_size=None, preprocess=Preprocess((0.0,) * 3, (1.0,) * 3, None))
-    return model, as_stimulus_set(images)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), "OMP_NUM_THREADS": "1"}
 
 
 def _written(partial: Path) -> int:
@@ -79,7 +69,7 @@ def _written(partial: Path) -> int:
 
 
 def test_sigkill_during_extract_keeps_the_old_store_and_resumes_exactly(tmp_path):
-    model, stimuli = _expected()
+    model, stimuli = model_and_stimuli()
     memory = extract(model, ["conv", "head"], stimuli, batch_size=2, progress=False)
     store = tmp_path / "acts.zarr"
     old = {k: v * 0 + 7 for k, v in memory.items()}   # a complete earlier store, different values
