@@ -225,9 +225,9 @@ def test_training_on_natural_datasets_resumes_exactly(tmp_path, dataset):
 
 
 def test_each_dataset_is_scored_with_its_published_metrics(tmp_path):
-    from superpos.disentangle.sampled_metrics import REPRESENTATION_METRICS
+    from superpos.disentangle.sampled_metrics import INTERVENTION_METRICS, REPRESENTATION_METRICS
     assert training.EVAL_METRICS["kitti_masks"] == ("mcc",)
-    assert training.EVAL_METRICS["natural_sprites"] == REPRESENTATION_METRICS      # the full set
+    assert training.EVAL_METRICS["natural_sprites"] == REPRESENTATION_METRICS + INTERVENTION_METRICS  # the full set
     kitti = write_kitti_fixture(tmp_path / "k.pickle", n_sequences=6, seed=0)
     logs = train(output_dir=tmp_path / "k", n_iterations=1, dataset="kitti_masks", data_path=str(kitti),
                  batch_size=8, **{**FAST, "eval_samples": 40})
@@ -241,6 +241,32 @@ def test_each_dataset_is_scored_with_its_published_metrics(tmp_path):
     assert scores[["mcc", "mig", "sap", "modularity", "irs"]].between(0, 1).all()
     with pytest.raises(ConfigError, match="eval_metrics: unknown"):
         SlowVAEConfig(eval_metrics="mcc,migg")
+
+
+def test_natural_sprites_evaluation_intervenes_through_the_ground_truth(tmp_path, monkeypatch):
+    from superpos.disentangle.model import VAE
+    from superpos.disentangle.natural import NaturalSprites, NaturalSpritesGroundTruth
+    # the real settings are small already; smaller still here (a few hundred rendered images)
+    monkeypatch.setattr(training, "INTERVENTION_SETTINGS", {
+        "beta_vae": dict(batch_size=4, n_train=30, n_eval=20),
+        "factor_vae": dict(batch_size=4, n_train=30, n_eval=20, n_variance=60, threshold=0.0)})
+    csv = write_natural_sprites_fixture(tmp_path / "n.csv", n_objects=40, seed=0)
+    logs = train(output_dir=tmp_path / "n", n_iterations=1, dataset="natural_sprites", data_path=str(csv),
+                 batch_size=8, **{**FAST, "eval_samples": 100, "eval_metrics": "mcc,beta_vae,factor_vae"})
+    scores = logs[logs.step == 1].set_index("metric").value
+    assert {"mcc", "beta_vae", "factor_vae"} <= set(scores.index)
+    assert scores[["beta_vae", "factor_vae"]].between(0, 1).all()
+    # evaluate: seeded through the ground truth, and refused without one
+    data = NaturalSprites(csv, device="cpu")
+    images, factors = training.eval_set(50, dataset=data)
+    model, truth = VAE(n_channels=3), NaturalSpritesGroundTruth(data)
+    a = training.evaluate(model, images, factors, metrics="beta_vae,factor_vae", ground_truth=truth)
+    b = training.evaluate(model, images, factors, metrics="beta_vae,factor_vae", ground_truth=truth)
+    assert a == b and set(a) == {"beta_vae", "factor_vae"}
+    with pytest.raises(ConfigError, match="ground_truth"):
+        training.evaluate(model, images, factors, metrics="factor_vae")
+    with pytest.raises(ConfigError, match="ground-truth sampler"):
+        SlowVAEConfig(dataset="dsprites", eval_metrics="mcc,beta_vae")
 
 
 @pytest.mark.parametrize("dataset", ["natural_sprites", "kitti_masks"])

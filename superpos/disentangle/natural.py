@@ -7,7 +7,8 @@ __all__ = ['NATURAL_SPRITES_URL', 'NATURAL_SPRITES_FILE', 'NATURAL_FACTOR_NAMES'
            'KITTI_MASKS_FILE', 'KITTI_FACTOR_NAMES', 'checksum_record', 'record_checksum', 'dataset_file',
            'read_natural_sprites_csv', 'sparse_steps', 'write_natural_sprites_fixture', 'natural_shape_table',
            'polygon_coverage', 'render_natural_sprites', 'filter_area', 'quantise_pairs', 'NaturalSprites',
-           'write_kitti_fixture', 'check_kitti', 'KittiMasks', 'transition_sparsity', 'natural_transitions']
+           'NaturalSpritesGroundTruth', 'write_kitti_fixture', 'check_kitti', 'KittiMasks', 'transition_sparsity',
+           'natural_transitions']
 
 # %% ../../nbs/72_disentangle_natural.ipynb #61fdb6b5
 import ast
@@ -267,6 +268,48 @@ class NaturalSprites(PairDataset):
         """The first frames of `n` random pairs."""
         images, factors = self.pairs(n, generator)
         return PairBatch(images[0::2], factors[0::2])
+
+# %% ../../nbs/72_disentangle_natural.ipynb #4c59b630
+class NaturalSpritesGroundTruth:
+    """Factor draws and rendered images of Natural Sprites, for the BetaVAE and FactorVAE scores.
+
+    `sample_factors(n, rng)` (numpy `Generator`) returns float64 factor rows (n, 5) = (x, y, scale,
+    angle, shape). x, y and scale are the observed values of random frames of `dataset` (the data's
+    joint distribution, quantised when the dataset is `discrete`), not a new grid. Angle is uniform
+    over the 40 angles and shape over the 4 shapes. Calling the object with factor rows renders their
+    images (n, 3, 64, 64) on `device` (default: the dataset's).
+    """
+
+    factor_names = NATURAL_FACTOR_NAMES
+
+    def __init__(self, dataset: NaturalSprites, *, device=None):
+        if not isinstance(dataset, NaturalSprites):
+            raise ConfigError(f"dataset must be a NaturalSprites, got {type(dataset).__name__}")
+        self.values = dataset.xys.reshape(-1, 3).cpu().numpy()     # (x, y, scale) of every frame
+        self.angles = dataset.angles.astype(np.float64)
+        self.n_channels = dataset.n_channels
+        self.device = dataset.device if device is None else get_device(device)
+
+    def __repr__(self) -> str:
+        return f"NaturalSpritesGroundTruth(n_frames={len(self.values)}, device={str(self.device)!r})"
+
+    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """`n` factor rows: observed (x, y, scale) of random frames, uniform angle and shape."""
+        rows = self.values[rng.integers(len(self.values), size=int(n))]
+        angle = self.angles[rng.integers(len(self.angles), size=int(n))]
+        shape = rng.integers(len(NATURAL_SHAPES), size=int(n)).astype(np.float64)
+        return np.column_stack([rows, angle, shape])
+
+    def __call__(self, factors) -> torch.Tensor:
+        """Images (n, 3, 64, 64) in [0, 1] of factor rows (n, 5), on the ground truth's device."""
+        f = torch.as_tensor(np.asarray(factors, dtype=np.float64)).to(self.device)
+        if f.ndim != 2 or f.shape[1] != 5 or not torch.isfinite(f).all():
+            raise DataError(f"factors must be finite rows (n, 5) = (x, y, scale, angle, shape), got {tuple(f.shape)}")
+        shape = f[:, 4]
+        if ((shape != shape.round()) | (shape < 0) | (shape >= len(NATURAL_SHAPES))).any():
+            raise DataError(f"the shape factor (column 4) must be an id in 0..{len(NATURAL_SHAPES) - 1} "
+                            f"({', '.join(NATURAL_SHAPES)})")
+        return render_natural_sprites(f, channels=self.n_channels)
 
 # %% ../../nbs/72_disentangle_natural.ipynb #3090ae74
 KITTI_MASKS_URL = "https://zenodo.org/record/3931823/files/kitti_peds_v2.pickle?download=1"

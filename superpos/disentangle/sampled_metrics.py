@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['PRESETS', 'REPRESENTATION_METRICS', 'INTERVENTION_METRICS', 'beta_vae_score_detailed', 'beta_vae_score',
-           'factor_vae_score_detailed', 'factor_vae_score', 'irs_detailed', 'irs', 'evaluate', 'evaluate_model']
+           'factor_vae_score_detailed', 'factor_vae_score', 'irs_detailed', 'irs', 'evaluate', 'evaluate_model',
+           'evaluate_latents']
 
 # %% ../../nbs/76_disentangle_sampled_metrics.ipynb #7a71fa45
 import inspect
@@ -347,4 +348,29 @@ def evaluate_model(sampler, encoder, sample_factors, *, preset: str = "disentang
         out["factor_vae"] = factor_vae_score(sampler, encoder, sample_factors,
                                              **settings["factor_vae"], random_state=score_state,
                                              chunk_size=chunk_size)
+    return out
+
+# %% ../../nbs/76_disentangle_sampled_metrics.ipynb #8fb5c403
+def evaluate_latents(factors, latents, *, metrics=("mcc", "mig"), bins=None, ground_truth=None, encoder=None,
+                     overrides: dict | None = None, random_state: int = 0) -> dict[str, float]:
+    """Training's scores of `latents` (sample, latent) against `factors`; BetaVAE/FactorVAE via `ground_truth` and `encoder`."""
+    metrics, latents = list(metrics), np.asarray(latents, dtype=np.float64)
+    interventions = [m for m in metrics if m in INTERVENTION_METRICS]
+    if interventions and (ground_truth is None or encoder is None):
+        raise ConfigError(f"{interventions} draw their own observations: pass ground_truth= (e.g. "
+                          "NaturalSpritesGroundTruth(dataset)) and encoder=, or drop them from metrics")
+    active = np.ptp(latents, axis=0) > 0
+    if not active.any():
+        return {name: float("nan") for name in metrics}
+    z, codes = latents[:, active], np.array(factors, dtype=np.float64)
+    for j, n_bins in enumerate(bins or ()):
+        codes[:, j] = histogram_discretize(codes[:, j:j + 1], n_bins)[:, 0]
+    out = {"mcc": mcc(factors, z, method="spearman")} if "mcc" in metrics else {}
+    if "mig" in metrics and not bins:      # on all samples (the dSprites default)
+        out["mig"] = mig(factors, z, n_bins=20)
+    rest = [m for m in metrics if m not in out and m not in interventions]
+    out.update(evaluate(codes, z, metrics=rest) if rest else {})
+    if interventions:
+        out.update(evaluate_model(ground_truth, encoder, ground_truth.sample_factors, metrics=interventions,
+                                  overrides=overrides, random_state=random_state))
     return out
