@@ -25,7 +25,7 @@ _ATTRIBUTES = {
     "directions.sae": ['SparseAutoencoder'],
     "directions.toy": ['sample_features', 'ToyModel', 'train_toy_model', 'recovery_score', 'toy_recovery'],
     "measures.borowski": ['download_borowski', 'load_borowski', 'load_borowski_mapping', 'borowski_unit_scores', 'borowski_accuracy', 'synthetic_borowski', 'synthetic_borowski_mapping'],
-    "measures.extremes": ['check_integer', 'MeasureInputs', 'prepare_inputs', 'response_coords', 'rank_order', 'extreme_stimuli', 'ranked_stimuli', 'check_bootstrap', 'seed_streams', 'resample_means', 'stratified_resample_means', 'percentile_interval', 'feature_stimuli', 'stimulus_classes', 'planted_responses', 'random_responses'],
+    "measures.extremes": ['check_integer', 'MeasureInputs', 'prepare_inputs', 'EmbeddingSimilarity', 'pair_block', 'is_dot_product', 'similarity_embeddings', 'response_coords', 'rank_order', 'extreme_stimuli', 'ranked_stimuli', 'check_bootstrap', 'seed_streams', 'resample_means', 'stratified_resample_means', 'percentile_interval', 'feature_stimuli', 'stimulus_classes', 'planted_responses', 'random_responses'],
     "measures.human": ['download_imi', 'read_bool_column', 'exclude_missing_responses', 'check_responses', 'check_columns', 'load_imi', 'imi_unit_scores', 'bootstrap_mean', 'imi_model_scores', 'synthetic_imi', 'compare_scores', 'separation_auc', 'trial_agreement'],
     "measures.index": ['interpretability_index'],
     "measures.mis": ['sample_mis_tasks', 'mis_from_tasks', 'mis', 'calibrate_alpha'],

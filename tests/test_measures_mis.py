@@ -10,7 +10,7 @@ from measures_data import labelled, random_gram
 from sklearn.metrics import roc_auc_score
 
 from superpos.core import ConfigError, DataError
-from superpos.measures.extremes import (feature_stimuli, planted_responses, random_responses, rank_order,
+from superpos.measures.extremes import (EmbeddingSimilarity, feature_stimuli, planted_responses, random_responses, rank_order,
                                         ranked_stimuli)
 from superpos.measures.index import interpretability_index
 from superpos.measures.mis import calibrate_alpha, mis, mis_from_tasks, sample_mis_tasks
@@ -43,6 +43,12 @@ def test_mis_matches_formula_and_sampling():
             assert float(delta[u, t]) == pytest.approx(float(d), abs=1e-6)
             assert float(vals[qp, u]) <= float(vals[ep, u].min())   # query is the least extreme of its side
     torch.testing.assert_close(score, torch.sigmoid(0.3 * delta).mean(-1))
+    # blockwise (only each task's queries against its explanations, from the embeddings) on the replayed tasks
+    rng = np.random.default_rng(7)
+    e = rng.normal(size=(100, 16))
+    e = torch.as_tensor(e / np.linalg.norm(e, axis=1, keepdims=True), dtype=torch.float32)
+    b_score, b_delta = mis_from_tasks(EmbeddingSimilarity(e, chunk_bytes=4096), top, bottom, alpha=0.3, chunk=2)
+    assert float((b_delta - delta).abs().max()) < 1e-6 and float((b_score - score).abs().max()) < 1e-6
     # sampling is uniform over subsets: every position is drawn about equally often
     counts = torch.bincount(sample_mis_tasks(200, 100, 20, 4, seed=1).flatten(), minlength=20).double()
     assert (counts / counts.mean() - 1).abs().max() < 0.05

@@ -13,7 +13,8 @@ import xarray as xr
 from ..core import ConfigError, DataError
 from ..stimuli.sets import StimulusSet
 from .extremes import (check_bootstrap, check_integer, extreme_stimuli, percentile_interval,
-                                        prepare_inputs, response_coords, seed_streams)
+                                        prepare_inputs, response_coords, seed_streams,
+                                        EmbeddingSimilarity, pair_block)
 from .similarity import similarity_to_distance
 
 # %% ../../nbs/42_measures_index.ipynb #13c6467d
@@ -33,11 +34,34 @@ def _pairwise_mean(block: torch.Tensor, weights: torch.Tensor | None = None, *,
 
 
 def _matrix_mean(matrix: torch.Tensor, *, include_diagonal: bool = False, k: int = 2) -> float:
-    """Expected `_pairwise_mean` of k random distinct rows of a square matrix (in float64)."""
+    """Expected `_pairwise_mean` of k random distinct rows of a square matrix (in float64); of the Gram
+    matrix of `EmbeddingSimilarity` exactly from embedding sums: (|sum e|^2 - sum |e|^2) / (n (n - 1))."""
     n = matrix.shape[0]
-    diag = matrix.diagonal().sum(dtype=torch.float64)
-    off = float((matrix.sum(dtype=torch.float64) - diag) / (n * (n - 1)))
+    if isinstance(matrix, EmbeddingSimilarity):
+        off_sum, diag = matrix.sums()
+        off = off_sum / (n * (n - 1))
+    else:
+        diag = matrix.diagonal().sum(dtype=torch.float64)
+        off = float((matrix.sum(dtype=torch.float64) - diag) / (n * (n - 1)))
     return (k - 1) / k * off + float(diag) / n / k if include_diagonal else off
+
+
+def _baseline_distance(gram, kind: str, *, include_diagonal: bool, k: int, seed: int = 0) -> tuple[float, str]:
+    """The random-images baseline of the distance and how it was computed: exactly from the matrix, exactly
+    from the similarity baseline where the distance is affine in the similarity (blockwise), otherwise
+    estimated from 2**20 random pairs of embeddings (blockwise, `hellinger`)."""
+    if not isinstance(gram, EmbeddingSimilarity):
+        return _matrix_mean(similarity_to_distance(gram, kind), include_diagonal=include_diagonal, k=k), "exact"
+    if kind in ("one_minus", "two_minus_two", "negative"):          # affine: the mean of f is f of the mean
+        base = torch.tensor(_matrix_mean(gram, include_diagonal=include_diagonal, k=k), dtype=torch.float64)
+        return float(similarity_to_distance(base, kind)), "exact"
+    gen = torch.Generator().manual_seed(seed)
+    n, e = gram.shape[0], gram.embeddings
+    i = torch.randint(n, (1 << 20,), generator=gen)
+    j = (i + torch.randint(1, n, (1 << 20,), generator=gen)) % n              # j != i, uniform
+    off = float(similarity_to_distance(gram.outer(i[:, None].to(e.device), j[:, None].to(e.device)), kind).double().mean())
+    diag = float(similarity_to_distance((e.double() ** 2).sum(1), kind).mean())
+    return ((k - 1) / k * off + diag / k if include_diagonal else off), "estimated from 2**20 random pairs"
 
 # %% ../../nbs/42_measures_index.ipynb #bda71da0
 def _top_drawn(order: torch.Tensor, drawn: torch.Tensor, k: int) -> torch.Tensor:
@@ -65,7 +89,8 @@ def _reference_weights(k: int, n_boot: int, generator: torch.Generator, *, inclu
 # %% ../../nbs/42_measures_index.ipynb #3603d6ab
 def interpretability_index(responses: xr.DataArray, stimuli: StimulusSet | None, similarity="perceptual", *,
                            n_references: int = 5, interval: str = "stimuli", diagonal: str = "exclude",
-                           n_boot: int = 1000, ci: float = 0.95, seed: int = 0, device=None) -> xr.Dataset:
+                           n_boot: int = 1000, ci: float = 0.95, seed: int = 0, device=None,
+                           method: str = "auto") -> xr.Dataset:
     """The interpretability index (II) of every unit: mean pairwise similarity of its top images.
 
     Parameters
@@ -86,6 +111,11 @@ def interpretability_index(responses: xr.DataArray, stimuli: StimulusSet | None,
         Average the distinct pairs (default), or the full k x k matrix with its diagonal, as the
         reference code does (its distance is (k - 1) / k of ours; use it to compare with published numbers).
     n_boot, ci, seed : bootstrap draws (0: no interval), interval level (a fraction, e.g. 0.95) and seed.
+    device : where to compute (None: the default device).
+    method : {"auto", "matrix", "blockwise"}
+        The full similarity matrix, or only each unit's k x k block from embeddings (a dot-product
+        backend or `similarity_embeddings`; `prepare_inputs`); "auto" is blockwise above `BLOCKWISE_ABOVE`
+        stimuli. Both give the same scores; the baseline is exact on both (from embedding sums).
 
     Returns
     -------
@@ -104,17 +134,17 @@ def interpretability_index(responses: xr.DataArray, stimuli: StimulusSet | None,
                           f"k x k mean), got {diagonal!r}")
     full = diagonal == "include"
     values, gram, dim, names, kind, ids = prepare_inputs(responses, stimuli, similarity, device=device,
-                                                         min_stimuli=k + 1)
+                                                         min_stimuli=k + 1, method=method)
     tie_seed, boot_seed = seed_streams(seed, 2)
     n = values.shape[0]
     depth = min(n, 4 * k + 40)                # a resample's top k lie within the first few dozen ranks
     order = extreme_stimuli(values, depth, seed=tie_seed)[0]                    # U x depth
     top = order[:, :k]                                                          # U x k
-    block = gram[top[:, :, None], top[:, None, :]]                             # U x k x k
+    block = pair_block(gram, top, top)                                         # U x k x k
     score = _pairwise_mean(block, include_diagonal=full)
     distance = _pairwise_mean(similarity_to_distance(block, kind), include_diagonal=full)
     baseline = _matrix_mean(gram, include_diagonal=full, k=k)
-    baseline_distance = _matrix_mean(similarity_to_distance(gram, kind), include_diagonal=full, k=k)
+    baseline_distance, _ = _baseline_distance(gram, kind, include_diagonal=full, k=k)
     gen = torch.Generator().manual_seed(boot_seed)
     if n_boot and interval == "references":
         weights = _reference_weights(k, n_boot, gen, include_diagonal=full).to(gram.device)
@@ -129,7 +159,7 @@ def interpretability_index(responses: xr.DataArray, stimuli: StimulusSet | None,
             if depth < n and bool((tops < 0).any()):                     # rare: look further down the ranking
                 full_order = extreme_stimuli(values, n, seed=tie_seed)[0] if full_order is None else full_order
                 tops = _top_drawn(full_order, drawn.to(order.device), k)
-            sims = _pairwise_mean(gram[tops[..., :, None], tops[..., None, :]], include_diagonal=full)
+            sims = _pairwise_mean(pair_block(gram, tops, tops), include_diagonal=full)
             boot.append(sims.masked_fill((tops < 0).any(-1), float("nan")))
         low, high = percentile_interval(torch.cat(boot), ci)
         if np.isnan(low).any():

@@ -17,7 +17,7 @@ from ..core import ConfigError, DataError, get_device
 from ..stimuli.sets import StimulusSet
 from .extremes import (check_bootstrap, check_integer, extreme_stimuli, percentile_interval,
                                         prepare_inputs, ranked_stimuli, resample_means, response_coords,
-                                        seed_streams)
+                                        seed_streams, EmbeddingSimilarity, pair_block)
 from .similarity import SimilarityBackend
 
 # %% ../../nbs/44_measures_mis.ipynb #3c62a240
@@ -42,8 +42,11 @@ def sample_mis_tasks(n_units: int, n_tasks: int, n_candidates: int, n_references
 def mis_from_tasks(gram: torch.Tensor, top: torch.Tensor, bottom: torch.Tensor, *, alpha: float | None = None,
                    chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """MIS (U) and per-task delta (U x n_tasks) from stimulus indices `top`, `bottom` (U x n_tasks x n_references+1):
-    the first n_references of each are the references, the last the query (most extreme first, as in MachInterp)."""
-    if gram.ndim != 2 or gram.shape[0] != gram.shape[1] or not bool(torch.isfinite(gram).all()):
+    the first n_references of each are the references, the last the query (most extreme first, as in MachInterp).
+    `gram` is the similarity matrix, or an `EmbeddingSimilarity`: then only each task's queries against its
+    references are computed, `chunk` units at a time."""
+    blockwise = isinstance(gram, EmbeddingSimilarity)
+    if not blockwise and (gram.ndim != 2 or gram.shape[0] != gram.shape[1] or not bool(torch.isfinite(gram).all())):
         raise DataError(f"gram must be a square, finite similarity matrix, got shape {tuple(gram.shape)}")
     if top.shape != bottom.shape or top.ndim != 3 or top.shape[-1] < 2:
         raise DataError(f"top and bottom must both be units x tasks x (n_references + 1) with n_references >= 1, "
@@ -58,9 +61,14 @@ def mis_from_tasks(gram: torch.Tensor, top: torch.Tensor, bottom: torch.Tensor, 
         t, b = top[start:start + chunk], bottom[start:start + chunk]
         e_plus, q_plus = t[..., :-1], t[..., -1:]
         e_minus, q_minus = b[..., :-1], b[..., -1:]
-        n = gram.shape[1]
-        s_pp, s_pm = gram.take(q_plus * n + e_plus).mean(-1), gram.take(q_plus * n + e_minus).mean(-1)
-        s_mp, s_mm = gram.take(q_minus * n + e_plus).mean(-1), gram.take(q_minus * n + e_minus).mean(-1)
+        if blockwise:                                        # U x T x 1 x 2K: each query against both sides
+            s_p, s_m = (gram.outer(q, torch.cat([e_plus, e_minus], -1))[..., 0, :] for q in (q_plus, q_minus))
+            k = e_plus.shape[-1]
+            s_pp, s_pm, s_mp, s_mm = s_p[..., :k].mean(-1), s_p[..., k:].mean(-1), s_m[..., :k].mean(-1), s_m[..., k:].mean(-1)
+        else:
+            n = gram.shape[1]
+            s_pp, s_pm = gram.take(q_plus * n + e_plus).mean(-1), gram.take(q_plus * n + e_minus).mean(-1)
+            s_mp, s_mm = gram.take(q_minus * n + e_plus).mean(-1), gram.take(q_minus * n + e_minus).mean(-1)
         deltas.append((s_pp - s_pm) - (s_mp - s_mm))
     delta = torch.cat(deltas)
     per_task = (delta > 0).float() if alpha is None else torch.sigmoid(alpha * delta)
@@ -97,7 +105,8 @@ def _check_alpha(alpha, similarity, delta: torch.Tensor) -> None:
 # %% ../../nbs/44_measures_mis.ipynb #8a678289
 def mis(responses: xr.DataArray, stimuli: StimulusSet | None, similarity="perceptual", *, n_references: int = 9,
         n_tasks: int = 100, extreme_quantile: float = 0.2, alpha: float | None = None, n_boot: int = 1000,
-        ci: float = 0.95, seed: int = 0, return_tasks: bool = False, device=None) -> xr.Dataset:
+        ci: float = 0.95, seed: int = 0, return_tasks: bool = False, device=None,
+        method: str = "auto") -> xr.Dataset:
     """The Machine Interpretability Score of every unit.
 
     Parameters
@@ -111,6 +120,9 @@ def mis(responses: xr.DataArray, stimuli: StimulusSet | None, similarity="percep
     n_boot, ci, seed : bootstrap draws over tasks (0: no interval), interval level (a fraction, e.g. 0.95)
         and seed (ties, the top and the bottom task draws and the bootstrap each get their own stream).
     return_tasks : also return per-task `delta` and the query ids.
+    device : where to compute (None: the default device).
+    method : "auto", "matrix" or "blockwise" (only each task's queries against its explanations, from
+        embeddings), as in `interpretability_index`; the tasks are drawn the same way on both paths.
 
     Returns
     -------
@@ -129,7 +141,7 @@ def mis(responses: xr.DataArray, stimuli: StimulusSet | None, similarity="percep
     n_boot = check_bootstrap(n_boot, ci)
     tie_seed, top_seed, bottom_seed, boot_seed = seed_streams(seed, 4)
     values, gram, dim, names, kind, ids = prepare_inputs(responses, stimuli, similarity, device=device,
-                                                         min_stimuli=2 * (k + 1))
+                                                         min_stimuli=2 * (k + 1), method=method)
     n, u = values.shape
     n_candidates = math.ceil(n * extreme_quantile)
     top_ext, bottom_ext = extreme_stimuli(values, n_candidates, seed=tie_seed)             # U x n_candidates each

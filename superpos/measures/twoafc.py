@@ -16,7 +16,7 @@ from ..core import ConfigError, DataError
 from ..stimuli.sets import StimulusSet
 from .extremes import (check_bootstrap, check_integer, extreme_stimuli, percentile_interval,
                                         prepare_inputs, ranked_stimuli, response_coords, seed_streams,
-                                        stratified_resample_means)
+                                        stratified_resample_means, pair_block)
 
 # %% ../../nbs/43_measures_twoafc.ipynb #2aabb491
 def _quantile_offset(q: float, n: int) -> int:
@@ -66,7 +66,8 @@ def _evidence(sims: torch.Tensor, n_references: int, *, zscore: bool = True) -> 
 def psychophysics_2afc(responses: xr.DataArray, stimuli: StimulusSet | None, similarity="perceptual", *,
                        n_references: int = 9, query_quantiles=(0.0, 0.25), n_tasks: int = 20,
                        temperature: float = 1.0, zscore: bool = True, n_boot: int = 1000, ci: float = 0.95,
-                       seed: int = 0, return_tasks: bool = False, device=None) -> xr.Dataset:
+                       seed: int = 0, return_tasks: bool = False, device=None,
+                       method: str = "auto") -> xr.Dataset:
     """In-silico 2-AFC psychophysics: per unit, the mean probability of the correct choice.
 
     Parameters
@@ -80,6 +81,9 @@ def psychophysics_2afc(responses: xr.DataArray, stimuli: StimulusSet | None, sim
     n_boot, ci, seed : bootstrap draws (0: no interval; tasks resampled within each query quantile),
         interval level (a fraction, e.g. 0.95) and seed (ties, the two query shuffles, bootstrap).
     return_tasks : also return per-task `p_correct`, the evidence and the query ids.
+    device : where to compute (None: the default device).
+    method : "auto", "matrix" or "blockwise" (only each trial's queries against its references, from
+        embeddings), as in `interpretability_index`; the trials are the same on both paths.
 
     Returns
     -------
@@ -95,7 +99,8 @@ def psychophysics_2afc(responses: xr.DataArray, stimuli: StimulusSet | None, sim
     qs = check_quantiles(query_quantiles)
     n_references, n_tasks = check_integer("n_references", n_references, 1), check_integer("n_tasks", n_tasks, 1)
     tie_seed, max_seed, min_seed, boot_seed = seed_streams(seed, 4)
-    values, gram, dim, names, kind, ids = prepare_inputs(responses, stimuli, similarity, device=device)
+    values, gram, dim, names, kind, ids = prepare_inputs(responses, stimuli, similarity, device=device,
+                                                         method=method)
     n, u = values.shape
     offsets, ref = _task_positions(n, qs, n_references, n_tasks)
     depth = int(offsets.max()) + n_tasks * (n_references + 1)
@@ -111,7 +116,7 @@ def psychophysics_2afc(responses: xr.DataArray, stimuli: StimulusSet | None, sim
         queries.append(ranked_stimuli(end, q_pos))
     ref_idx = torch.cat(refs, -1)                                                          # U x Q x T x 2 n_ref
     query_idx = torch.stack(queries, -1)                                                   # U x Q x T x 2
-    sims = gram[ref_idx[..., :, None], query_idx[..., None, :]]                            # U x Q x T x 2n x 2
+    sims = pair_block(gram, ref_idx, query_idx)                                            # U x Q x T x 2n x 2
     e_correct, e_swapped = _evidence(sims, n_references, zscore=zscore)
     p = torch.sigmoid((e_correct - e_swapped) / temperature)                               # U x Q x T
     if n_boot:
