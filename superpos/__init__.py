@@ -50,7 +50,7 @@ _ATTRIBUTES = {
     "geometry.comparison": ['match_directions', 'check_rng', 'random_rotation', 'randomly_rotate', 'null_p_value', 'check_n_permutations', 'axis_alignment', 'axis_alignment_null', 'compare_direction_sets', 'rotation_nulls', 'DirectionSetComparison', 'plot_matched_angles'],
     "geometry.manifolds": ['hypersphere', 'grassmannian', 'stiefel', 'as_directions', 'check_same_space', 'direction_labels', 'geodesic_distance', 'pairwise_geodesic_distances', 'sphere_log', 'sphere_exp', 'frechet_mean', 'geomstats_frechet_mean', 'stiefel_frame', 'grassmannian_point', 'principal_angles', 'subspace_distance', 'geomstats_subspace_distance', 'sphere_embedding', 'orient'],
     "geometry.representations": ['direction_responses', 'match_responses', 'linear_cka', 'rdm', 'rsa', 'response_nulls', 'ResponseComparison'],
-    "book": ['toc_files', 'toc_notebooks', 'package_digest', 'source_key', 'package_environment', 'ExecutedPage', 'execute_notebook', 'prepare_page', 'stage_book', 'public_modules', 'api_page', 'build_book'],
+    "book": ['toc_files', 'toc_notebooks', 'package_digest', 'source_key', 'package_environment', 'ExecutedPage', 'execute_notebook', 'prepare_page', 'stage_book', 'public_modules', 'api_page', 'local_mathjax', 'build_book'],
     "sweep.grid": ['grid_runs', 'jobqueue_cluster', 'connect', 'SweepResult', 'gather_tables', 'gather', 'to_dataset', 'write_gathered'],
     "sweep.runs": ['find_notebook', 'notebook_parameters', 'list_notebooks', 'read_yaml', 'check_parameters', 'run_identity', 'run_name', 'run_status', 'find_runs', 'NotebookFailed', 'run_notebook'],
 }

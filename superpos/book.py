@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['toc_files', 'toc_notebooks', 'package_digest', 'source_key', 'package_environment', 'ExecutedPage',
-           'execute_notebook', 'prepare_page', 'stage_book', 'public_modules', 'api_page', 'setup', 'build_book']
+           'execute_notebook', 'prepare_page', 'stage_book', 'public_modules', 'api_page', 'local_mathjax', 'setup',
+           'build_book']
 
 # %% ../nbs/03_book.ipynb #874be8e3
 import ast
@@ -320,10 +321,44 @@ def _skip_routing(app, what, name, obj, skip, options):
     return True if re.fullmatch(r"set_\w+_request|get_metadata_routing", name) else None
 
 
+_MATHJAX_CDN = "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"   # Sphinx's default mathjax_path
+
+
+def local_mathjax() -> Path | None:
+    """MathJax 3's `es5` folder from the installed `django-static-mathjax` package (Apache-2.0), or None."""
+    import importlib.util
+    spec = importlib.util.find_spec("mathjax")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    es5 = Path(list(spec.submodule_search_locations)[0]) / "static" / "mathjax" / "es5"
+    return es5 if (es5 / "tex-mml-chtml.js").is_file() else None
+
+
+def _mathjax_offline(app, config) -> None:
+    if config.mathjax_path == _MATHJAX_CDN and local_mathjax() is not None:
+        config.mathjax_path = "mathjax/tex-mml-chtml.js"      # relative: served from the book's own _static
+
+
+def _copy_mathjax(app, exception) -> None:
+    es5 = local_mathjax()
+    if exception is not None or es5 is None or app.builder.format != "html" or app.config.mathjax_path != "mathjax/tex-mml-chtml.js":
+        return
+    target = Path(app.outdir) / "_static" / "mathjax"
+    fonts = Path("output") / "chtml" / "fonts" / "woff-v2"
+    (target / fonts).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(es5 / "tex-mml-chtml.js", target / "tex-mml-chtml.js")
+    shutil.copy2(es5.parent / "LICENSE", target / "LICENSE")
+    for font in (es5 / fonts).glob("*.woff"):
+        shutil.copy2(font, target / fonts / font.name)
+
+
 def setup(app) -> dict:
-    """The Sphinx extension of the book: docstring clean-ups for the API reference page."""
+    """The Sphinx extension of the book: docstring clean-ups for the API reference page, and MathJax served
+    from the book itself (math renders offline) when `django-static-mathjax` is installed."""
     app.connect("autodoc-process-docstring", _escape_bars, priority=400)
     app.connect("autodoc-skip-member", _skip_routing)
+    app.connect("config-inited", _mathjax_offline)
+    app.connect("build-finished", _copy_mathjax)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 # %% ../nbs/03_book.ipynb #9d013430

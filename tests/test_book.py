@@ -93,3 +93,22 @@ def test_superpos_book_exits_non_zero_on_a_failing_cell(book, monkeypatch, capsy
     assert main(["book"]) == 1
     assert main(["book"]) == 1, "a second build after a failure fails again"
     assert "superpos book: error:" in capsys.readouterr().err
+
+
+def test_math_is_served_from_the_book_itself(tmp_path):
+    """With django-static-mathjax installed, the book's pages load MathJax 3 from their own _static (offline math)."""
+    pytest.importorskip("mathjax")
+    es5 = superpos.book.local_mathjax()
+    assert es5 is not None and (es5 / "tex-mml-chtml.js").is_file()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "conf.py").write_text('extensions = ["sphinx.ext.autodoc", "superpos.book"]\n')
+    (src / "index.rst").write_text("Title\n=====\n\n.. math::\n\n   e^{i\\pi} + 1 = 0\n")
+    from sphinx.cmd.build import build_main
+    assert build_main(["-q", "-b", "html", str(src), str(tmp_path / "html")]) == 0
+    page = (tmp_path / "html" / "index.html").read_text()
+    assert 'src="_static/mathjax/tex-mml-chtml.js' in page and "cdn.jsdelivr.net/npm/mathjax" not in page
+    static = tmp_path / "html" / "_static" / "mathjax"
+    assert (static / "tex-mml-chtml.js").read_bytes() == (es5 / "tex-mml-chtml.js").read_bytes()
+    assert "Apache License" in (static / "LICENSE").read_text()
+    assert len(list((static / "output" / "chtml" / "fonts" / "woff-v2").glob("*.woff"))) >= 20

@@ -108,3 +108,26 @@ def test_book_in_a_browser():
     html = build_book(ROOT, timeout=TIMEOUT).parent
     pages = toc_files(ROOT)
     check_book(html, pages, ROOT / "_build" / "screenshots", "nbs/galleries" if "nbs/galleries" in pages else None)
+
+
+def test_math_renders_offline(tmp_path):
+    """With django-static-mathjax installed, an equation is typeset by the MathJax the book ships (no network)."""
+    pytest.importorskip("mathjax")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    from sphinx.cmd.build import build_main
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "conf.py").write_text('extensions = ["sphinx.ext.autodoc", "superpos.book"]\n')
+    (src / "index.rst").write_text("Title\n=====\n\n.. math::\n\n   e^{i\\pi} + 1 = 0\n")
+    assert build_main(["-q", "-b", "html", str(src), str(tmp_path / "html")]) == 0
+    server, driver = serve(tmp_path / "html"), open_browser()
+    try:
+        driver.get(f"http://127.0.0.1:{server.server_address[1]}/index.html")
+        WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "mjx-container mjx-math"))
+        assert driver.execute_script("return window.MathJax && MathJax.version").startswith("3.")
+        requests = driver.execute_script("return performance.getEntriesByType('resource').map(r => r.name);")
+        assert not [r for r in requests if "jsdelivr" in r], "MathJax came from its CDN"
+    finally:
+        driver.quit()
+        server.shutdown()
