@@ -64,7 +64,7 @@ def _baseline_distance(gram, kind: str, *, include_diagonal: bool, k: int, seed:
     return ((k - 1) / k * off + diag / k if include_diagonal else off), "estimated from 2**20 random pairs"
 
 # %% ../../nbs/42_measures_index.ipynb #bda71da0
-def _top_drawn(order: torch.Tensor, drawn: torch.Tensor, k: int) -> torch.Tensor:
+def _top_drawn(order: torch.Tensor, drawn: torch.Tensor, k: int, *, ranks: bool = False):
     """Each unit's top-k among the drawn stimuli (B x U x k indices; -1 where fewer than k were drawn), from
     its ranking `order` (U x depth, most active first) and the resamples' masks `drawn` (B x S)."""
     depth = order.shape[1]
@@ -72,7 +72,8 @@ def _top_drawn(order: torch.Tensor, drawn: torch.Tensor, k: int) -> torch.Tensor
     rank = torch.arange(depth, device=order.device).expand_as(hit)
     first = torch.where(hit, rank, rank + depth).topk(k, dim=-1, largest=False).values
     top = torch.gather(order.expand(drawn.shape[0], -1, -1), 2, first.clamp_max(depth - 1))
-    return top.masked_fill(first >= depth, -1)
+    top = top.masked_fill(first >= depth, -1)
+    return (top, first.clamp_max(depth - 1)) if ranks else top    # ranks: also their positions in `order`
 
 
 def _reference_weights(k: int, n_boot: int, generator: torch.Generator, *, include_diagonal: bool) -> torch.Tensor:
@@ -150,16 +151,23 @@ def interpretability_index(responses: xr.DataArray, stimuli: StimulusSet | None,
         weights = _reference_weights(k, n_boot, gen, include_diagonal=full).to(gram.device)
         low, high = percentile_interval(_pairwise_mean(block, weights, include_diagonal=full), ci)
     elif n_boot:
-        boot, full_order = [], None
+        boot, full_order, local = [], None, None
         step = max(1, (1 << 22) // (len(names) * max(depth, k * k)))
         for start in range(0, n_boot, step):
             b = min(step, n_boot - start)
             drawn = torch.zeros(b, n, dtype=torch.bool).scatter_(1, torch.randint(n, (b, n), generator=gen), True)
-            tops = _top_drawn(order, drawn.to(order.device), k)
+            tops, ranks = _top_drawn(order, drawn.to(order.device), k, ranks=True)
             if depth < n and bool((tops < 0).any()):                     # rare: look further down the ranking
                 full_order = extreme_stimuli(values, n, seed=tie_seed)[0] if full_order is None else full_order
                 tops = _top_drawn(full_order, drawn.to(order.device), k)
-            sims = _pairwise_mean(pair_block(gram, tops, tops), include_diagonal=full)
+                pairs = pair_block(gram, tops, tops)
+            elif isinstance(gram, EmbeddingSimilarity):  # blockwise: each unit's depth x depth block, gathered once
+                local = pair_block(gram, order, order) if local is None else local
+                units = torch.arange(len(order), device=order.device)[None, :, None, None]
+                pairs = local[units, ranks[..., :, None], ranks[..., None, :]]
+            else:
+                pairs = gram[tops[..., :, None], tops[..., None, :]]
+            sims = _pairwise_mean(pairs, include_diagonal=full)
             boot.append(sims.masked_fill((tops < 0).any(-1), float("nan")))
         low, high = percentile_interval(torch.cat(boot), ci)
         if np.isnan(low).any():
