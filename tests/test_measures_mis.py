@@ -226,3 +226,17 @@ def test_mis_parameter_and_calibration_messages():
         calibrate_alpha([1.0, 2.0, -1.0], [1, 1, 0])                 # the sign of delta predicts every answer
     with pytest.raises(DataError, match="every delta is 0"):
         calibrate_alpha([0.0, 0.0], [1, 0])
+
+
+def test_similarity_beyond_float32_range_is_rejected():
+    """A similarity of 1e300 would overflow the float32 Gram tensor: a DataError, not a warning or inf scores."""
+    import numpy as np
+    import xarray as xr
+    from superpos.core import DataError
+    from superpos.measures.mis import mis
+    ids = [f"s{i}" for i in range(20)]
+    gram = xr.DataArray(np.full((20, 20), 1e300), dims=("stimulus", "stimulus_other"),
+                        coords={"stimulus": ids, "stimulus_other": ids})
+    resp = xr.DataArray(np.arange(40.0).reshape(20, 2), dims=("stimulus", "unit"), coords={"stimulus": ids})
+    with pytest.raises(DataError, match="float32's range"):
+        mis(resp, None, gram, n_references=1, n_tasks=1)

@@ -42,6 +42,10 @@ def _finite_gram(gram: np.ndarray, ids: np.ndarray, device) -> torch.Tensor:
         raise DataError(f"the similarity matrix has {int(bad.sum())} NaN or infinite entries (e.g. between "
                         f"{str(ids[i])!r} and {str(ids[j])!r}): recompute it with similarity_matrix(stimuli, backend) "
                         "or drop the stimuli it cannot compare")
+    if values.size and np.abs(values).max() > np.finfo(np.float32).max:
+        raise DataError(f"the similarity matrix has entries beyond float32's range (max |value| "
+                        f"{float(np.abs(values).max()):.3g}): similarities are scores of order 1; recompute it "
+                        "with similarity_matrix(stimuli, backend)")
     return torch.as_tensor(np.require(values, np.float32, "W"), device=device)   # a read-only cache is copied
 
 
