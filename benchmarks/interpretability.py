@@ -41,6 +41,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from timing import run_json_worker
+
 K, N, QUANTILE, SEED = 9, 100, 0.2, 0   # MachInterp's K, N, quantile = superpos's n_references, n_tasks, extreme_quantile
 
 
@@ -178,11 +180,7 @@ def run_worker(args, method, units, chunk) -> dict:
            "--units", str(units), "--chunk", str(chunk)]
     if args.peer_path:
         cmd += ["--peer-path", args.peer_path]
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-    res = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
-    if res.returncode:
-        raise RuntimeError(f"{method} failed:\n{res.stderr[-3000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return run_json_worker(cmd, args.threads, method)
 
 
 def main():

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from timing import compare  # noqa: E402
+from timing import compare, run_json_worker  # noqa: E402
 
 D, K, N_TASKS, QUANTILE, SEED = 840, 9, 100, 0.2, 0
 MEASURES = ("ii", "2afc", "mis")
@@ -138,11 +138,7 @@ def run_worker(args, n, **extra) -> dict:
         cmd += ["--peer-path", args.peer_path]
     for k, v in extra.items():
         cmd += [f"--{k}", str(v)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-    res = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
-    if res.returncode:
-        raise RuntimeError(f"{extra} at N={n} failed:\n{res.stderr[-3000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return run_json_worker(cmd, args.threads, f"{extra} at N={n}")
 
 
 def main():

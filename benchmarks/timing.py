@@ -97,3 +97,14 @@ def compare(cases: dict, *, rounds: int = 5, warmup: int = 1, min_time: float = 
                 sync()
                 out.rounds[name].append((time.perf_counter() - start) / out.number[name])
     return out
+
+
+def run_json_worker(cmd: list, threads: int, what: str) -> dict:
+    """Run a worker process with `threads` BLAS/OpenMP threads; its last stdout line is its JSON result."""
+    import json
+    import subprocess
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    if res.returncode:
+        raise RuntimeError(f"{what} failed:\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
