@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -41,28 +40,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from timing import run_json_worker
+from timing import peak_mb, reset_peak, rss_mb, run_json_worker
 
 K, N, QUANTILE, SEED = 9, 100, 0.2, 0   # MachInterp's K, N, quantile = superpos's n_references, n_tasks, extreme_quantile
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _reset_peak():
-    """Reset this process's peak resident memory (VmHWM; Linux >= 4.0)."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
-
-def _peak_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def inputs(n_stimuli: int, size: int, device: str) -> Path:
@@ -103,8 +83,8 @@ def worker(method: str, path: str, device: str, peer_path: str | None, units: in
     acts, emb, data = _load(path, device)
     acts = acts[:, :units]
     ids = np.asarray(data["ids"])
-    base = _rss_mb()
-    _reset_peak()
+    base = rss_mb()
+    reset_peak()
     out = {"method": method, "units": int(acts.shape[1])}
     if method in ("superpos_mis", "superpos_ii", "superpos_2afc"):
         from superpos.measures.index import interpretability_index
@@ -126,7 +106,7 @@ def worker(method: str, path: str, device: str, peer_path: str | None, units: in
                 "superpos_ii": lambda: interpretability_index(resp[:, :16], None, gram_da, n_boot=1000, device=device),
                 "superpos_2afc": lambda: psychophysics_2afc(resp[:, :16], None, gram_da, n_boot=1000, device=device)}
         warm[method]()
-        _reset_peak()
+        reset_peak()
         t = time.perf_counter()
         res = fn()
         _sync(device)
@@ -151,7 +131,7 @@ def worker(method: str, path: str, device: str, peer_path: str | None, units: in
             top, bottom = peer.subset_sampling(SEED, y[:16], K=K, N=N, quantile=QUANTILE, device=device)
             top, bottom = peer.sort_subset_id(top, bottom, y[:16])
             mis_from_tasks(gram, top.to(device), bottom.to(device), alpha=None)
-        _reset_peak()
+        reset_peak()
         for start in range(0, y.shape[0], chunk):
             yc = y[start:start + chunk]
             if method == "peer":
@@ -171,7 +151,7 @@ def worker(method: str, path: str, device: str, peer_path: str | None, units: in
             scores.append(s.cpu())
         out["measure_s"] = total
         out["scores"] = torch.cat(scores).tolist()
-    out["peak_mb"] = _peak_mb() - base
+    out["peak_mb"] = peak_mb() - base
     return out
 
 

@@ -24,29 +24,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from timing import compare, run_json_worker  # noqa: E402
+from timing import compare, peak_mb, reset_peak, rss_mb, run_json_worker  # noqa: E402
 
 D, K, N_TASKS, QUANTILE, SEED = 840, 9, 100, 0.2, 0
 MEASURES = ("ii", "2afc", "mis")
-
-
-def _peak_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _reset_peak():
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
 
 
 def make_inputs(n: int, units: int, device: str):
@@ -100,7 +81,7 @@ def worker(args) -> dict:
     """One process: --worker peak (one measure, one path: peak RSS and time) or --worker time (alternated rounds)."""
     torch.set_num_threads(args.threads)
     emb, acts, emb_da, resp = make_inputs(args.n, args.units, args.device)
-    base = _rss_mb()
+    base = rss_mb()
     if args.worker == "peak":
         if args.measure == "peer":
             fn, warm = peer_fn(args.peer_path, emb, acts, args.device, args.peer_chunk)
@@ -108,10 +89,10 @@ def worker(args) -> dict:
             fn = measure_fn(args.measure, args.method, resp, emb_da, args.device, args.n_boot)
             warm = lambda: fn(resp[:, :16])  # noqa: E731
         warm()
-        _reset_peak()
+        reset_peak()
         t = time.perf_counter()
         fn()
-        return {"seconds": time.perf_counter() - t, "peak_mb": _peak_mb() - base, "inputs_mb": base}
+        return {"seconds": time.perf_counter() - t, "peak_mb": peak_mb() - base, "inputs_mb": base}
     cases, warm = {}, {}
     for m in MEASURES:
         for method in ["blockwise"] + (["matrix"] if args.n <= args.matrix_max else []):
