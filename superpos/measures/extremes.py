@@ -155,14 +155,15 @@ def is_dot_product(backend: SimilarityBackend) -> bool:
     return type(backend).similarity is SimilarityBackend.similarity
 
 
-def _embedding_rows(similarity: xr.DataArray, stimuli) -> tuple[torch.Tensor, np.ndarray]:
+def _embedding_rows(similarity: xr.DataArray, stimuli) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings (stimulus x embedding DataArray) as an array in the order of `stimuli`, with the ids."""
     rows = np.asarray(similarity.stimulus.values, dtype=str)
     if len(set(rows)) != len(rows):
         raise DataError("embeddings must have unique stimulus ids: use similarity_embeddings(stimuli, backend)")
     if stimuli is None:
         return np.asarray(similarity.values), rows
-    missing = [s for s in stimuli.ids if s not in set(rows)]
+    known = set(rows)
+    missing = [s for s in stimuli.ids if s not in known]
     if missing:
         raise DataError(f"{len(missing)} stimuli have no embedding (e.g. {missing[:3]}): compute them with "
                         "similarity_embeddings(stimuli, backend) on the same stimulus set")
