@@ -18,9 +18,11 @@ from sklearn.cluster import MiniBatchKMeans
 from sklearn.utils import check_random_state
 
 from ..core import ConfigError, get_device
-from .base import DirectionFinder, check_fitted, check_param, normalise_rows, unit_rows
+from .base import DirectionFinder, check_fitted, check_param, is_lazy, normalise_rows, unit_rows
 
 # %% ../../nbs/32_directions_kmeans.ipynb #f50ff927
+_PASS_TOL = 1e-4  # chunked KMeansDirections: stop when a pass lowers the mean squared distance by less
+
 class KMeansDirections(DirectionFinder):
     """The reference method: MiniBatchKMeans (k-means++) on unit-normalised stimulus vectors.
 
@@ -31,11 +33,18 @@ class KMeansDirections(DirectionFinder):
     batch_size : int
         Mini-batch size of `MiniBatchKMeans`.
     n_init : int or "auto"
-        Number of initialisations (the best inertia wins).
+        Number of initialisations (the best inertia wins; in-memory fits only).
     max_iter : int
         Maximum number of passes over the data.
+    fit_subset : int or None
+        Fit on this many stimuli drawn at random (seeded by `random_state`); None = all of them.
     random_state : int, RandomState or None
         Seed of the initialisation and the mini-batches.
+
+    A lazy (dask) `X` is fitted chunk by chunk: k-means++ on a random sample of max(3 batch_size,
+    3 k) stimuli, then up to `max_iter` passes of `MiniBatchKMeans.partial_fit` over shuffled
+    batches of shuffled chunks, stopping when a pass lowers the mean squared distance of its batches
+    by less than 1e-4. `partial_fit(X_chunk)` is one mini-batch step on a chunk.
 
     Attributes
     ----------
@@ -45,6 +54,8 @@ class KMeansDirections(DirectionFinder):
         Cluster of each training stimulus (nearest direction by cosine).
     objective_ : float
         Mean cosine between each training stimulus and its nearest direction.
+    subset_ : ndarray or None
+        Indices of the stimuli fitted on (`fit_subset`), None for all.
 
     See Also
     --------
@@ -63,12 +74,13 @@ class KMeansDirections(DirectionFinder):
 
     _method = "kmeans"
 
-    def __init__(self, n_directions=None, *, batch_size=1024, n_init="auto", max_iter=100,
+    def __init__(self, n_directions=None, *, batch_size=1024, n_init="auto", max_iter=100, fit_subset=None,
                  random_state=None):
         self.n_directions = n_directions
         self.batch_size = batch_size
         self.n_init = n_init
         self.max_iter = max_iter
+        self.fit_subset = fit_subset
         self.random_state = random_state
 
     def _fit(self, X, k):
@@ -81,6 +93,44 @@ class KMeansDirections(DirectionFinder):
         self.labels_ = cos.argmax(axis=1)
         self.objective_ = float(cos.max(axis=1).mean())
         self.n_iter_ = max(int(self.kmeans_.n_iter_), 1)
+
+    def _fit_chunks(self, chunks, k):
+        check_param("max_iter", self.max_iter, low=1, integer=True)
+        check_param("batch_size", self.batch_size, low=1, integer=True)
+        seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+        rng, n = np.random.default_rng(seed), len(chunks)
+        sample = chunks.take(np.sort(rng.choice(n, min(n, 3 * max(self.batch_size, k)), replace=False)))
+        self.kmeans_ = MiniBatchKMeans(n_clusters=k, init="k-means++", n_init=self.n_init, batch_size=self.batch_size,
+                                       max_iter=self.max_iter, random_state=seed).partial_fit(normalise_rows(sample))
+        del sample
+        previous = np.inf
+        for self.n_iter_ in range(1, self.max_iter + 1):
+            total = 0.0
+            for block in chunks.blocks(rng.permutation(len(chunks.sizes)), min_rows=self.batch_size):
+                block = normalise_rows(block)[rng.permutation(len(block))]
+                for start in range(0, len(block), self.batch_size):
+                    total += self.kmeans_.partial_fit(block[start:start + self.batch_size]).inertia_
+            if previous - total / n < _PASS_TOL:
+                break
+            previous = total / n
+        self.components_ = unit_rows(self.kmeans_.cluster_centers_, np.random.default_rng(0))
+        labels, best = [], []
+        for block in chunks.blocks():   # one block's cosines at a time
+            cos = normalise_rows(block) @ self.components_.T
+            labels.append(cos.argmax(axis=1))
+            best.append(cos.max(axis=1))
+        self.labels_, self.objective_ = np.concatenate(labels), float(np.concatenate(best).mean())
+
+    def partial_fit(self, X, y=None):
+        """One `MiniBatchKMeans.partial_fit` step on the chunk `X` (the first call seeds on it); returns `self`."""
+        first = not hasattr(self, "kmeans_")
+        X = self._validate(X, reset=first)
+        if first:
+            self.kmeans_ = MiniBatchKMeans(n_clusters=self._n_directions(X), init="k-means++", batch_size=self.batch_size,
+                                           random_state=self.random_state)
+        self.kmeans_.partial_fit(normalise_rows(X))
+        self.components_ = unit_rows(self.kmeans_.cluster_centers_, np.random.default_rng(0))
+        return self
 
     def _transform(self, X):
         return X @ self.components_.T
@@ -129,11 +179,15 @@ def _assign(Xn, C, chunk, dtype):
     return labels, best
 
 # %% ../../nbs/32_directions_kmeans.ipynb #3b833218
-def _mean_centroids(Xn, labels, previous):
-    """Renormalised cluster sums; an empty cluster keeps its previous centroid."""
-    sums = torch.zeros_like(previous).index_add_(0, labels, Xn)
+def _renormalised(sums, previous):
+    """Cluster sums scaled to unit norm; an empty cluster (zero sum) keeps its previous centroid."""
     norms = sums.norm(dim=1, keepdim=True)
     return torch.where(norms > 1e-12, sums / norms.clamp_min(1e-12), previous)
+
+
+def _mean_centroids(Xn, labels, previous):
+    """Renormalised cluster sums; an empty cluster keeps its previous centroid."""
+    return _renormalised(torch.zeros_like(previous).index_add_(0, labels, Xn), previous)
 
 
 def _frechet_centroids(Xn, labels, previous, *, n_steps=500, tol=1e-14):
@@ -155,9 +209,12 @@ def _frechet_centroids(Xn, labels, previous, *, n_steps=500, tol=1e-14):
     return mean
 
 # %% ../../nbs/32_directions_kmeans.ipynb #9963e881
-def _minibatch(Xn, C, *, batch_size, n_batches, generator, dtype):
-    """Mini-batch spherical k-means updates of the centroids `C` (one pass over Xn if n_batches is None)."""
-    counts = torch.zeros(len(C), dtype=Xn.dtype, device=Xn.device)
+def _minibatch(Xn, C, *, batch_size, n_batches, generator, dtype, counts=None):
+    """Mini-batch spherical k-means updates of the centroids `C` (one pass over Xn if n_batches is None).
+
+    `counts` (per-centroid hits so far) is updated in place when given.
+    """
+    counts = torch.zeros(len(C), dtype=Xn.dtype, device=Xn.device) if counts is None else counts
     for _ in range(n_batches or math.ceil(len(Xn) / batch_size)):
         batch = Xn[torch.randint(len(Xn), (batch_size,), generator=generator).to(Xn.device)]
         labels = (batch.to(dtype) @ C.to(dtype).T).argmax(dim=1)
@@ -188,6 +245,33 @@ def _lloyd(Xn, C, update, *, centroid, max_iter, tol, chunk, dtype):
             return C, labels, best, n_iter
         previous = value
         C = update(Xn, labels, C)
+        n_iter += 1
+
+# %% ../../nbs/32_directions_kmeans.ipynb #73a6c7e5
+def _unit_tensor(X, device, dtype=torch.float32):
+    """Rows of `X` (numpy) as unit-norm torch rows on `device` (a clear error for all-zero rows)."""
+    Xt = torch.as_tensor(X, dtype=dtype).to(device)
+    if (Xt.norm(dim=1) == 0).any():
+        normalise_rows(X)  # raises the all-zero-rows error
+    return torch.nn.functional.normalize(Xt, dim=1)
+
+
+def _lloyd_chunks(blocks, C, *, max_iter, tol, chunk, dtype):
+    """`_lloyd` with mean centroids over the unit-row blocks that `blocks()` yields, one block at a time."""
+    previous, n_iter = -np.inf, 0
+    while True:
+        sums, labels, best = torch.zeros_like(C), [], []
+        for Xn in blocks():
+            lab, cos = _assign(Xn, C, chunk, dtype)
+            sums.index_add_(0, lab, Xn)
+            labels.append(lab.cpu())
+            best.append(cos.cpu())
+        labels, best = torch.cat(labels), torch.cat(best)
+        value = _criterion(best, "mean")
+        if value - previous < tol or n_iter >= max_iter:
+            return C, labels, best, n_iter
+        previous = value
+        C = _renormalised(sums, C)
         n_iter += 1
 
 # %% ../../nbs/32_directions_kmeans.ipynb #e6742142
@@ -257,7 +341,7 @@ class SphericalKMeans(DirectionFinder):
     centroid : {"mean", "frechet"}
         Centroid update: the renormalised mean of the cluster (maximises the summed cosine), or its
         Fréchet mean on the sphere (minimises the summed squared geodesic distance; Riemannian
-        k-means, computed in float64).
+        k-means, computed in float64; in-memory fits only).
     backend : {"torch", "geomstats"}
         Where Fréchet centroids are computed; "geomstats" (Geomstats's `FrechetMean`, CPU, slow) is
         the reference implementation and needs `centroid="frechet"`.
@@ -279,10 +363,18 @@ class SphericalKMeans(DirectionFinder):
     precision : {"float32", "bfloat16"}
         Dtype of the similarity matmuls that pick the nearest centroid (bfloat16 is about twice as
         fast on recent CPUs and GPUs; it may pick a centroid within ~0.005 cosine of the best).
+    fit_subset : int or None
+        Fit on this many stimuli drawn at random (seeded by `random_state`); None = all of them.
     device : str or None
         Torch device; None picks CUDA, then MPS, then the CPU.
     random_state : int, RandomState or None
         Seed of the seeding and of the mini-batches.
+
+    A lazy (dask) `X` is fitted chunk by chunk, each chunk moved to the device on its own: the
+    seeding reads its `init_size` stimuli in one pass, the mini-batches are drawn within shuffled
+    blocks of chunks (at least `batch_size` stimuli each), each Lloyd update is one pass. With the
+    whole data as one chunk it is the in-memory fit. `partial_fit(X_chunk)` runs one epoch of
+    mini-batch updates on a chunk (the first call seeds on it).
 
     Attributes
     ----------
@@ -296,6 +388,10 @@ class SphericalKMeans(DirectionFinder):
         Sum of squared geodesic distances (radians) to the centroids (Geomstats's definition).
     n_iter_ : int
         Number of full Lloyd updates run.
+    counts_ : ndarray (n_directions,)
+        Stimuli assigned to each centroid so far (the step sizes of further `partial_fit` calls).
+    subset_ : ndarray or None
+        Indices of the stimuli fitted on (`fit_subset`), None for all.
 
     See Also
     --------
@@ -316,7 +412,7 @@ class SphericalKMeans(DirectionFinder):
 
     def __init__(self, n_directions=None, *, centroid="mean", backend="torch", max_iter=20, tol=1e-4,
                  batch_size=4096, n_batches=None, init_size=None, chunk_size=8192, precision="float32",
-                 device=None, random_state=None):
+                 fit_subset=None, device=None, random_state=None):
         self.n_directions = n_directions
         self.centroid = centroid
         self.backend = backend
@@ -327,6 +423,7 @@ class SphericalKMeans(DirectionFinder):
         self.init_size = init_size
         self.chunk_size = chunk_size
         self.precision = precision
+        self.fit_subset = fit_subset
         self.device = device
         self.random_state = random_state
 
@@ -351,28 +448,88 @@ class SphericalKMeans(DirectionFinder):
         device = get_device(self.device)
         seed = int(check_random_state(self.random_state).randint(2**31 - 1))
         gen = torch.Generator().manual_seed(seed)
-        Xt = torch.as_tensor(X, dtype=torch.float64 if self.centroid == "frechet" else torch.float32).to(device)
-        if (Xt.norm(dim=1) == 0).any():
-            normalise_rows(X)  # raises the all-zero-rows error
-        Xn = torch.nn.functional.normalize(Xt, dim=1)
-        del Xt
+        Xn = _unit_tensor(X, device, torch.float64 if self.centroid == "frechet" else torch.float32)
         n = len(Xn)
-        sub = torch.randperm(n, generator=gen)[:max(min(n, self.init_size or max(3 * k, 4096)), k)].to(device)
+        sub = torch.randperm(n, generator=gen)[:self._init_size(n, k)].to(device)
         C = Xn[sub[_kmeanspp(Xn[sub].to(dtype), k, gen)]].clone()
         if self.batch_size and self.batch_size < n:
             C = _minibatch(Xn, C, batch_size=self.batch_size, n_batches=self.n_batches, generator=gen, dtype=dtype)
         C, labels, cos, self.n_iter_ = _lloyd(Xn, C, update, centroid=self.centroid, max_iter=self.max_iter,
                                               tol=self.tol, chunk=self.chunk_size, dtype=dtype)
+        self._set_fitted(C, labels, cos, seed)
+
+    def _init_size(self, n, k):
+        """How many stimuli the k-means++ seeding looks at."""
+        return max(min(n, self.init_size or max(3 * k, 4096)), k)
+
+    def _set_fitted(self, C, labels, cos, seed):
+        """The fitted attributes from the final centroids, labels and cosines (torch)."""
         self.components_ = unit_rows(C.cpu().double().numpy(), np.random.default_rng(seed))
         self.labels_ = labels.cpu().numpy()
+        self.counts_ = np.bincount(self.labels_, minlength=len(C)).astype(np.float64)
         cos = cos.double().cpu().numpy()
         self.objective_ = float(cos.mean())
         self.inertia_ = float((np.arccos(np.clip(cos, -1, 1)) ** 2).sum())
+
+    def _fit_chunks(self, chunks, k):
+        self._update()
+        if self.centroid != "mean":
+            raise ConfigError("a lazy X is fitted with mean centroids only: pass centroid='mean', or load X "
+                              "(X.compute(), or fit_subset=... on the loaded array) for Fréchet centroids")
+        dtype, device = _PRECISIONS[self.precision], get_device(self.device)
+        seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+        gen = torch.Generator().manual_seed(seed)
+        n = len(chunks)
+        sample = _unit_tensor(chunks.take(torch.randperm(n, generator=gen)[:self._init_size(n, k)].numpy()), device)
+        C = sample[_kmeanspp(sample.to(dtype), k, gen)].clone()
+        del sample
+        if self.batch_size and self.batch_size < n:
+            counts, done = torch.zeros(k, dtype=torch.float32, device=device), 0
+            order = np.random.default_rng(seed).permutation(len(chunks.sizes))
+            for block in chunks.blocks(order, min_rows=self.batch_size):
+                steps = None if self.n_batches is None else (
+                    self.n_batches * (done + len(block)) // n - self.n_batches * done // n)
+                done += len(block)
+                if steps != 0:
+                    C = _minibatch(_unit_tensor(block, device), C, batch_size=self.batch_size, n_batches=steps,
+                                   generator=gen, dtype=dtype, counts=counts)
+        C, labels, cos, self.n_iter_ = _lloyd_chunks(lambda: (_unit_tensor(b, device) for b in chunks.blocks()), C,
+                                                     max_iter=self.max_iter, tol=self.tol, chunk=self.chunk_size,
+                                                     dtype=dtype)
+        self._set_fitted(C, labels, cos, seed)
+
+    def partial_fit(self, X, y=None):
+        """One epoch of mini-batch updates on the chunk `X` (the first call seeds on it); returns `self`."""
+        self._update()
+        first = not hasattr(self, "components_")
+        X = self._validate(X, reset=first)
+        dtype, device = _PRECISIONS[self.precision], get_device(self.device)
+        seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+        Xn = _unit_tensor(X, device)
+        if first:
+            k = self._n_directions(X)
+            gen = torch.Generator().manual_seed(seed)
+            sub = torch.randperm(len(Xn), generator=gen)[:self._init_size(len(Xn), k)].to(device)
+            C = Xn[sub[_kmeanspp(Xn[sub].to(dtype), k, gen)]].clone()
+            self.counts_ = np.zeros(k)
+        else:
+            gen = torch.Generator().manual_seed((seed + int(self.counts_.sum())) % 2**62)
+            C = torch.as_tensor(self.components_, dtype=torch.float32, device=device)
+        counts = torch.as_tensor(self.counts_, dtype=torch.float32, device=device)
+        C = _minibatch(Xn, C, batch_size=min(self.batch_size or len(Xn), len(Xn)), n_batches=None, generator=gen,
+                       dtype=dtype, counts=counts)
+        self.components_ = unit_rows(C.cpu().double().numpy(), np.random.default_rng(seed))
+        self.counts_ = counts.cpu().double().numpy()
+        return self
 
     def _transform(self, X):
         return X @ self.components_.T
 
     def predict(self, X):
-        """Index of the nearest direction (largest cosine) of each stimulus."""
+        """Index of the nearest direction (largest cosine) of each stimulus (lazy for a lazy `X`)."""
         check_fitted(self)
-        return np.asarray(self._validate(X, reset=False) @ self.components_.T).argmax(axis=1)
+        def nearest(rows):
+            return np.asarray(rows @ self.components_.T).argmax(axis=1)
+        if is_lazy(X):
+            return self._map_chunks(X, nearest, None, dtype=np.int64)
+        return nearest(self._validate(X, reset=False))

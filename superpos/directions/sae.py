@@ -14,7 +14,7 @@ import xarray as xr
 from sklearn.utils import check_random_state
 
 from ..core import ConfigError, DataError, MissingFileError, atomic_write, get_device
-from .base import DirectionFinder, check_fitted, check_param, unit_rows
+from .base import DirectionFinder, RowChunks, check_fitted, check_param, unit_rows
 from .kmeans import SphericalKMeans
 
 # %% ../../nbs/33_directions_sae.ipynb #9198fce7
@@ -111,25 +111,55 @@ def _sae_step(sae, opt, x, *, l1_coef):
     return float(loss.detach()), z
 
 # %% ../../nbs/33_directions_sae.ipynb #80777724
+def _scale_and_sample(chunks, size, rng):
+    """The root-mean-square row norm of the lazy rows and a random sorted sample of `size` of them (one pass)."""
+    wanted = np.sort(rng.choice(len(chunks), min(len(chunks), size), replace=False))
+    sq, sample, done = [], [], 0
+    for block in chunks.blocks():
+        sq.append((block**2).sum(axis=1))
+        here = wanted[(wanted >= done) & (wanted < done + len(block))]
+        sample.append(block[here - done])
+        done += len(block)
+    return float(np.sqrt(np.concatenate(sq).mean())) or 1.0, np.concatenate(sample)
+
+
 def _train_sae(X, n_latents, *, kind, k, l1_coef, tied, init, n_epochs, batch_size, lr, resample_dead,
-               device, random_state):
-    """Train the torch SAE on `X` (float64 numpy); returns (module, scale, loss curve, n resampled)."""
+               device, random_state, start=None):
+    """Train the torch SAE on `X` (a float array, or a `RowChunks` read block by block); returns (module,
+    scale, loss curve, n resampled). `start` = (module, scale) continues training without initialising."""
     device = get_device(device)
     gen = torch.Generator().manual_seed(random_state)
-    scale = float(np.sqrt((X**2).sum(axis=1).mean())) or 1.0
-    Xs = torch.as_tensor(X / scale, dtype=torch.float32).to(device)
-    sae = _SAEModule(X.shape[1], n_latents, kind=kind, k=k, tied=tied, generator=gen).to(device)
-    _init_sae(sae, Xs, init=init, random_state=random_state, generator=gen)
+    rng = np.random.default_rng(random_state)
+    def on_device(rows):
+        return torch.as_tensor(rows / scale, dtype=torch.float32).to(device)
+    if start is not None:
+        sae, scale = start
+    elif isinstance(X, RowChunks):
+        scale, sample = _scale_and_sample(X, max(16384, 4 * n_latents), rng)
+    else:
+        scale = float(np.sqrt((X**2).sum(axis=1).mean())) or 1.0
+    if isinstance(X, RowChunks):
+        Xs = on_device(sample) if start is None else None
+        def blocks():
+            return (on_device(b) for b in X.blocks(rng.permutation(len(X.sizes)), min_rows=16 * batch_size))
+    else:
+        Xs = on_device(X)
+        def blocks():
+            return [Xs]
+    if start is None:
+        sae = _SAEModule(X.shape[1], n_latents, kind=kind, k=k, tied=tied, generator=gen).to(device)
+        _init_sae(sae, Xs, init=init, random_state=random_state, generator=gen)
     opt = torch.optim.Adam(sae.parameters(), lr=lr)
     curve, n_resampled = [], 0
     for epoch in range(n_epochs):
         fired = torch.zeros(n_latents, dtype=torch.bool, device=device)
         total = 0.0
-        for idx in torch.randperm(len(Xs), generator=gen).to(device).split(batch_size):
-            loss, z = _sae_step(sae, opt, Xs[idx], l1_coef=l1_coef)
-            fired |= (z > 0).any(dim=0)
-            total += loss * len(idx)
-        curve.append(total / len(Xs))
+        for block in blocks():
+            for idx in torch.randperm(len(block), generator=gen).to(device).split(batch_size):
+                loss, z = _sae_step(sae, opt, block[idx], l1_coef=l1_coef)
+                fired |= (z > 0).any(dim=0)
+                total += loss * len(idx)
+        curve.append(total / X.shape[0])
         dead = torch.nonzero(~fired).flatten()
         if resample_dead and len(dead) and epoch < 0.8 * n_epochs - 1:
             n_resampled += _resample_dead(sae, Xs, dead, gen)
@@ -169,12 +199,17 @@ class SparseAutoencoder(DirectionFinder):
         Initial atoms: spherical k-means centroids, random (centred) data rows, or random directions.
     n_epochs, batch_size, lr : int, int, float
         Adam training schedule.
+    fit_subset : int or None
+        Train on this many stimuli drawn at random (seeded by `random_state`); None = all of them.
     resample_dead : bool
         Resample latents that did not fire during an epoch (all but the last fifth of training).
     device : str or None
         Torch device; None picks CUDA, then MPS, then the CPU.
     random_state : int, RandomState or None
         Seed of the initialisation, the batch order and the resampling.
+
+    A lazy (dask) `X` is trained on chunk by chunk (see `_train_sae`); `partial_fit(X_chunk)` is one
+    epoch on a chunk (the first call initialises on it).
 
     Attributes
     ----------
@@ -187,6 +222,8 @@ class SparseAutoencoder(DirectionFinder):
         Mean training loss per epoch.
     n_resampled_ : int
         Number of latent resamplings during training.
+    subset_ : ndarray or None
+        Indices of the stimuli trained on (`fit_subset`), None for all.
 
     References
     ----------
@@ -202,8 +239,8 @@ class SparseAutoencoder(DirectionFinder):
     _method = "sae"
 
     def __init__(self, n_directions=None, *, kind="topk", k=None, l1_coef=0.1, tied=False,
-                 init="kmeans", n_epochs=50, batch_size=256, lr=1e-3, resample_dead=True, device=None,
-                 random_state=None):
+                 init="kmeans", n_epochs=50, batch_size=256, lr=1e-3, resample_dead=True, fit_subset=None,
+                 device=None, random_state=None):
         self.n_directions = n_directions
         self.kind = kind
         self.k = k
@@ -214,6 +251,7 @@ class SparseAutoencoder(DirectionFinder):
         self.batch_size = batch_size
         self.lr = lr
         self.resample_dead = resample_dead
+        self.fit_subset = fit_subset
         self.device = device
         self.random_state = random_state
 
@@ -235,16 +273,50 @@ class SparseAutoencoder(DirectionFinder):
         return int(k)
 
     def _fit(self, X, k):
+        self._train(X, k, n_epochs=self.n_epochs)
+
+    def _fit_chunks(self, chunks, k):
+        self._train(chunks, k, n_epochs=self.n_epochs)
+
+    def partial_fit(self, X, y=None):
+        """One epoch of training on the chunk `X` (the first call initialises on it); returns `self`."""
+        first = not hasattr(self, "components_")
+        X = self._validate(X, reset=first)
+        if first:
+            self._train(X, self._n_directions(X), n_epochs=1)
+            return self
+        curve, resampled = self.loss_curve_, self.n_resampled_
+        self._train(X, self.components_.shape[0], n_epochs=1, start=(self._module(), self.scale_))
+        self.loss_curve_, self.n_resampled_ = curve + self.loss_curve_, resampled + self.n_resampled_
+        return self
+
+    def _train(self, X, k, *, n_epochs, start=None):
+        """Train (or, from `start`, continue training) and keep the weights as numpy fitted attributes."""
         random_state = int(check_random_state(self.random_state).randint(2**31 - 1))
+        if start is not None:  # a new seed for each further chunk
+            random_state = (random_state + len(self.loss_curve_)) % 2**31
         sae, self.scale_, self.loss_curve_, self.n_resampled_ = _train_sae(
             X, k, kind=self.kind, k=self._k(k), l1_coef=self.l1_coef, tied=self.tied, init=self.init,
-            n_epochs=self.n_epochs, batch_size=self.batch_size, lr=self.lr, resample_dead=self.resample_dead,
-            device=self.device, random_state=random_state)
+            n_epochs=n_epochs, batch_size=self.batch_size, lr=self.lr, resample_dead=self.resample_dead,
+            device=self.device, random_state=random_state, start=start)
         with torch.no_grad():
             self.components_ = unit_rows(sae.W_dec.T.double().cpu().numpy(), np.random.default_rng(0))
             self.encoder_weight_ = sae.encoder_weight().double().cpu().numpy().copy()
             self.encoder_bias_ = sae.b_enc.double().cpu().numpy().copy()
             self.decoder_bias_ = sae.b_dec.double().cpu().numpy() * self.scale_
+
+    def _module(self):
+        """The torch network rebuilt from the fitted weights (on the finder's device)."""
+        n_latents, n_units = self.components_.shape
+        sae = _SAEModule(n_units, n_latents, kind=self.kind, k=self._k(n_latents), tied=self.tied,
+                         generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            sae.W_dec.copy_(torch.as_tensor(self.components_.T, dtype=torch.float32))
+            if sae.W_enc is not None:
+                sae.W_enc.copy_(torch.as_tensor(self.encoder_weight_, dtype=torch.float32))
+            sae.b_enc.copy_(torch.as_tensor(self.encoder_bias_, dtype=torch.float32))
+            sae.b_dec.copy_(torch.as_tensor(self.decoder_bias_ / self.scale_, dtype=torch.float32))
+        return sae.to(get_device(self.device))
 
     def _transform(self, X):
         return _sae_codes(X, encoder_weight=self.encoder_weight_, encoder_bias=self.encoder_bias_,
