@@ -41,6 +41,7 @@ CASES = {
     "II stimuli": (interpretability_index, dict(n_boot=200)),
     "II references, diagonal": (interpretability_index, dict(n_boot=200, interval="references", diagonal="include")),
     "2-AFC": (psychophysics_2afc, dict(n_boot=200, return_tasks=True)),
+    "2-AFC no z-score": (psychophysics_2afc, dict(n_boot=200, return_tasks=True, zscore=False)),
     "MIS alpha": (mis, dict(n_boot=200, alpha=2.0, return_tasks=True)),
 }
 
@@ -107,3 +108,12 @@ def test_pair_block_and_bad_requests(setup):
         mis(small, None, gram, method="fast")
     assert is_dot_product(get_similarity("perceptual")) and is_dot_product(get_similarity("color_histogram"))
     assert not is_dot_product(get_similarity("pixel"))
+
+
+def test_chunk_sizes_from_free_device_memory(monkeypatch):
+    # on a CUDA device the chunks are an eighth of its free memory (torch.cuda.mem_get_info); CPU: a fixed size
+    assert extremes.chunk_bytes_for("cpu") == extremes.CPU_CHUNK_BYTES
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (8 << 30, 80 << 30))
+    assert extremes.chunk_bytes_for(torch.device("cuda", 0)) == 1 << 30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1000, 80 << 30))
+    assert extremes.chunk_bytes_for("cuda") == 1 << 20                # never below 1 MB

@@ -43,8 +43,9 @@ def mis_from_tasks(gram: torch.Tensor, top: torch.Tensor, bottom: torch.Tensor, 
                    chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """MIS (U) and per-task delta (U x n_tasks) from stimulus indices `top`, `bottom` (U x n_tasks x n_references+1):
     the first n_references of each are the references, the last the query (most extreme first, as in MachInterp).
-    `gram` is the similarity matrix, or an `EmbeddingSimilarity`: then only each task's queries against its
-    references are computed, `chunk` units at a time."""
+    `gram` is the similarity matrix, or an `EmbeddingSimilarity`: then each query is dotted with the mean
+    embedding of each side's references (`mean_rows`: each reference read once), `chunk` units at a time
+    (fewer where the U x T x d means would pass the embeddings' `chunk_bytes`)."""
     blockwise = isinstance(gram, EmbeddingSimilarity)
     if not blockwise and (gram.ndim != 2 or gram.shape[0] != gram.shape[1] or not bool(torch.isfinite(gram).all())):
         raise DataError(f"gram must be a square, finite similarity matrix, got shape {tuple(gram.shape)}")
@@ -56,15 +57,19 @@ def mis_from_tasks(gram: torch.Tensor, top: torch.Tensor, bottom: torch.Tensor, 
     if alpha is not None and not (isinstance(alpha, (int, float, np.number)) and np.isfinite(alpha)):
         raise ConfigError(f"alpha must be a finite number or None, got {alpha!r}")
     chunk = check_integer("chunk", chunk, 1)
+    if blockwise:                                            # four U x T x d means per chunk of units
+        per_unit = 4 * top.shape[1] * gram.embeddings.shape[1] * gram.embeddings.element_size()
+        chunk = max(1, min(chunk, gram.chunk_bytes // max(1, per_unit)))
     deltas = []
     for start in range(0, top.shape[0], chunk):
         t, b = top[start:start + chunk], bottom[start:start + chunk]
         e_plus, q_plus = t[..., :-1], t[..., -1:]
         e_minus, q_minus = b[..., :-1], b[..., -1:]
-        if blockwise:                                        # U x T x 1 x 2K: each query against both sides
-            s_p, s_m = (gram.outer(q, torch.cat([e_plus, e_minus], -1))[..., 0, :] for q in (q_plus, q_minus))
-            k = e_plus.shape[-1]
-            s_pp, s_pm, s_mp, s_mm = s_p[..., :k].mean(-1), s_p[..., k:].mean(-1), s_m[..., :k].mean(-1), s_m[..., k:].mean(-1)
+        if blockwise:                       # mean similarity to the explanations = dot with their mean embedding
+            m_plus, m_minus = gram.mean_rows(e_plus), gram.mean_rows(e_minus)             # U x T x d
+            v_plus, v_minus = gram.mean_rows(q_plus), gram.mean_rows(q_minus)             # the queries' rows
+            s_pp, s_pm = (v_plus * m_plus).sum(-1), (v_plus * m_minus).sum(-1)
+            s_mp, s_mm = (v_minus * m_plus).sum(-1), (v_minus * m_minus).sum(-1)
         else:
             n = gram.shape[1]
             s_pp, s_pm = gram.take(q_plus * n + e_plus).mean(-1), gram.take(q_plus * n + e_minus).mean(-1)

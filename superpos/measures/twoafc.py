@@ -16,7 +16,7 @@ from ..core import ConfigError, DataError
 from ..stimuli.sets import StimulusSet
 from .extremes import (check_bootstrap, check_integer, extreme_stimuli, percentile_interval,
                                         prepare_inputs, ranked_stimuli, response_coords, seed_streams,
-                                        stratified_resample_means, pair_block)
+                                        stratified_resample_means, EmbeddingSimilarity, pair_block)
 
 # %% ../../nbs/43_measures_twoafc.ipynb #2aabb491
 def _quantile_offset(q: float, n: int) -> int:
@@ -61,6 +61,22 @@ def _evidence(sims: torch.Tensor, n_references: int, *, zscore: bool = True) -> 
         z = (sims - mean) / torch.where(std > 0, std, torch.ones_like(std))
     top, bottom = z[..., :n_references, :].mean(-2), z[..., n_references:, :].mean(-2)
     return top[..., 0] + bottom[..., 1], top[..., 1] + bottom[..., 0]
+
+
+def _mean_evidence(gram: EmbeddingSimilarity, ref_idx: torch.Tensor, query_idx: torch.Tensor,
+                   n_references: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`_evidence` without z-scoring, from embeddings: each query dotted with each side's mean reference
+    embedding (`mean_rows`), in chunks of units; no reference x query pair is formed."""
+    per_unit = 4 * ref_idx[0, ..., 0].numel() * gram.embeddings.shape[1] * gram.embeddings.element_size()
+    step = max(1, gram.chunk_bytes // max(1, per_unit))
+    correct, swapped = [], []
+    for s in range(0, len(ref_idx), step):
+        r, q = ref_idx[s:s + step], query_idx[s:s + step]
+        top, bottom = gram.mean_rows(r[..., :n_references]), gram.mean_rows(r[..., n_references:])
+        q_max, q_min = gram.mean_rows(q[..., :1]), gram.mean_rows(q[..., 1:])
+        correct.append((q_max * top).sum(-1) + (q_min * bottom).sum(-1))
+        swapped.append((q_min * top).sum(-1) + (q_max * bottom).sum(-1))
+    return torch.cat(correct), torch.cat(swapped)
 
 # %% ../../nbs/43_measures_twoafc.ipynb #5105f8d7
 def psychophysics_2afc(responses: xr.DataArray, stimuli: StimulusSet | None, similarity="perceptual", *,
@@ -116,8 +132,11 @@ def psychophysics_2afc(responses: xr.DataArray, stimuli: StimulusSet | None, sim
         queries.append(ranked_stimuli(end, q_pos))
     ref_idx = torch.cat(refs, -1)                                                          # U x Q x T x 2 n_ref
     query_idx = torch.stack(queries, -1)                                                   # U x Q x T x 2
-    sims = pair_block(gram, ref_idx, query_idx)                                            # U x Q x T x 2n x 2
-    e_correct, e_swapped = _evidence(sims, n_references, zscore=zscore)
+    if isinstance(gram, EmbeddingSimilarity) and not zscore:   # only mean similarities: dots with mean embeddings
+        e_correct, e_swapped = _mean_evidence(gram, ref_idx, query_idx, n_references)
+    else:                                                      # z-scoring needs every pair (their spread)
+        sims = pair_block(gram, ref_idx, query_idx)                                        # U x Q x T x 2n x 2
+        e_correct, e_swapped = _evidence(sims, n_references, zscore=zscore)
     p = torch.sigmoid((e_correct - e_swapped) / temperature)                               # U x Q x T
     if n_boot:
         gen = torch.Generator().manual_seed(boot_seed)
