@@ -169,3 +169,113 @@ def test_every_method_failing_is_a_clear_error(stimuli):
     linear = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1))  # negative activations: NMF cannot factorise them
     with pytest.raises(DataError, match="nothing could be scored(.|\n)*nmf(.|\n)*DataError"):
         cnn_analysis(linear, stimuli=stimuli, methods=("nmf",), **{**ANALYSIS, "layers": ["0"]})
+
+
+STORE_ANALYSIS = dict(weights=("pretrained",), layers=["1", "3"], methods=("units", "kmeans", "pca", "nmf", "rotation"),
+                      k_multiples=(0.5, 2.0), similarity="color_histogram", measures=("ii", "2afc", "mis"), n_tasks=2,
+                      n_boot=20, input_size=None)
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Blocks of a few stimuli, so that every by-block pass (ranking, dead units, sources) crosses many blocks."""
+    import superpos.analyses.cnn as cnn
+    monkeypatch.setattr(cnn, "ROW_BYTES", 12 * 4 * 7)   # 7 stimuli of the 12-unit layer per block
+
+
+def test_store_gives_the_in_memory_scores(stimuli, tmp_path, small_blocks):
+    """Activations and embeddings on disk, read by blocks: the same table as the in-memory run (to float rounding)."""
+    memory, memory_details = cnn_analysis(small_net(), stimuli=stimuli, **STORE_ANALYSIS)
+    stored, details = cnn_analysis(small_net(), stimuli=stimuli, store=tmp_path / "store", **STORE_ANALYSIS)
+    pd.testing.assert_frame_equal(stored, memory, check_exact=False, rtol=0, atol=1e-6)
+    assert len(memory) > 0 and set(stored.method) == set(STORE_ANALYSIS["methods"])
+    # nothing of size stimuli x units is held: the activations are dask arrays on disk, no similarity matrix
+    for act in details["activations"]["pretrained"].values():
+        assert act.chunks is not None
+    assert details["grams"] == {} and details["embeddings"].chunks is not None
+    assert (tmp_path / "store" / "activations" / "pretrained.zarr").is_dir()
+    assert details["embeddings"].attrs["dtype"] == "float32"
+    np.testing.assert_array_equal(details["held"][0], memory_details["grams"][0].stimulus.values)
+
+
+def test_store_beyond_memory_uses_the_finders_lazy_paths(stimuli, tmp_path, small_blocks, monkeypatch):
+    """Activations above IN_MEMORY_BYTES reach the finders lazily: row-wise encodings (units, PCA, rotation) still
+    give the in-memory scores; k-means, fitted by mini-batches over chunks, still scores every direction."""
+    import superpos.analyses.cnn as cnn
+    args = {**STORE_ANALYSIS, "methods": ("units", "pca", "rotation", "kmeans"), "k_multiples": (1.0,)}
+    memory, _ = cnn_analysis(small_net(), stimuli=stimuli, **args)
+    monkeypatch.setattr(cnn, "IN_MEMORY_BYTES", 0)
+    stored, details = cnn_analysis(small_net(), stimuli=stimuli, store=tmp_path, **args)
+    keys = ["layer", "method", "k_multiple", "measure", "index"]
+    exact = memory.method.isin(["units", "pca", "rotation"])
+    pd.testing.assert_frame_equal(stored[exact].reset_index(drop=True), memory[exact].reset_index(drop=True),
+                                  check_exact=False, rtol=0, atol=1e-6)
+    kmeans = stored[stored.method == "kmeans"]
+    assert len(kmeans) == len(memory[memory.method == "kmeans"]) and np.isfinite(kmeans.score).all()
+    for key, comp in details["components"].items():
+        np.testing.assert_allclose(np.linalg.norm(comp, axis=1), 1, atol=1e-5)
+
+
+def test_store_is_reused_and_never_overwritten(stimuli, tmp_path, monkeypatch):
+    import superpos.analyses.cnn as cnn
+    from superpos.core import ConfigError
+    args = {**STORE_ANALYSIS, "methods": ("units", "pca"), "measures": ("ii",)}
+    first, _ = cnn_analysis(small_net(), stimuli=stimuli, store=tmp_path, **args)
+
+    def no_work(*a, **k):
+        raise AssertionError("a complete store was computed again")
+    monkeypatch.setattr(cnn, "extract", no_work)
+    monkeypatch.setattr(cnn, "similarity_embeddings", no_work)
+    again, _ = cnn_analysis(small_net(), stimuli=stimuli, store=tmp_path, **args)
+    pd.testing.assert_frame_equal(again, first)
+    # another configuration (other layers, other stimuli) is refused, not silently overwritten
+    with pytest.raises(ConfigError, match="another configuration"):
+        cnn_analysis(small_net(), stimuli=stimuli, store=tmp_path, **{**args, "layers": ["1"]})
+    with pytest.raises(ConfigError, match="another configuration"):
+        cnn_analysis(small_net(), stimuli=stimuli.subset(slice(0, 100)), store=tmp_path, **args)
+
+
+def test_store_needs_a_dot_product_similarity_before_any_work(stimuli, tmp_path, monkeypatch):
+    import superpos.analyses.cnn as cnn
+    from superpos.core import ConfigError
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before the configuration was checked")
+    monkeypatch.setattr(cnn, "load_model", no_work)
+    with pytest.raises(ConfigError, match="'pixel' similarity is not a dot product"):
+        cnn_analysis(small_net(), stimuli=stimuli, store=tmp_path, **{**ANALYSIS, "methods": ("units",)})
+    with pytest.raises(ConfigError, match="embedding_dtype"):
+        cnn_analysis(small_net(), stimuli=stimuli, store=tmp_path, embedding_dtype="int8",
+                     **{**ANALYSIS, "similarity": "color_histogram", "methods": ("units",)})
+
+
+def test_float16_embeddings_are_recorded_and_score_close(stimuli, tmp_path):
+    args = {**STORE_ANALYSIS, "methods": ("units",), "measures": ("ii",), "layers": ["3"]}
+    memory, _ = cnn_analysis(small_net(), stimuli=stimuli, **args)
+    half, details = cnn_analysis(small_net(), stimuli=stimuli, store=tmp_path, embedding_dtype="float16", **args)
+    assert details["embeddings"].dtype == np.float16 and details["embeddings"].attrs["dtype"] == "float16"
+    np.testing.assert_allclose(half.score, memory.score, atol=2e-3)
+
+
+def test_by_block_helpers_equal_the_whole_array(tmp_path):
+    """Ranking, dead units and source confound from a zarr-backed array in blocks of 3 stimuli = from memory."""
+    from superpos.analyses.cnn import _live, row_blocks, top_rows
+    rng = np.random.default_rng(5)
+    values = rng.integers(0, 5, (40, 6)).astype(np.float32)   # ties everywhere
+    values[:, 2] = 1.5                                         # a dead unit
+    ids = np.array([f"s{i}" for i in range(40)], dtype=object)
+    resp = xr.DataArray(values, dims=("stimulus", "unit"), coords={"stimulus": ids}, name="r")
+    resp.to_dataset().to_zarr(tmp_path / "r.zarr", consolidated=False)
+    lazy = xr.open_zarr(tmp_path / "r.zarr", consolidated=False)["r"].chunk({"stimulus": 4})
+    assert lazy.chunks is not None
+    np.testing.assert_array_equal(top_rows(lazy, 9, block_bytes=6 * 4 * 3), np.argsort(-values, 0, kind="stable")[:9])
+    assert sum(1 for _ in row_blocks(lazy, block_bytes=6 * 4 * 3)) == 14
+    np.testing.assert_array_equal(_live(lazy).values, values[:, [0, 1, 3, 4, 5]])
+    sources = rng.choice(list("abcd"), 40)
+    np.testing.assert_allclose(top_source_fraction(lazy, sources, 5), top_source_fraction(values, sources, 5))
+    x = rng.standard_normal((40, 3)).astype(np.float32)
+    emb = xr.DataArray(x, dims=("stimulus", "embedding"), coords={"stimulus": ids})
+    gram = xr.DataArray(x @ x.T, dims=("stimulus", "stimulus_other"), coords={"stimulus": ids, "stimulus_other": ids})
+    live = _live(lazy)
+    np.testing.assert_allclose(source_balanced_index(live, emb, sources, 3),
+                               source_balanced_index(live.compute(), gram, sources, 3), atol=1e-6)
