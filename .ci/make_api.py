@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent; PKG = ROOT / "superpos"
-ORDER = ["core", "responses", "stimuli", "networks", "directions", "measures", "analyses", "brain", "disentangle", "geometry", "book", "sweep", "cli"]
+ORDER = ["core", "responses", "stimuli", "networks", "directions", "measures", "analyses", "brain", "disentangle", "geometry", "gallery", "book", "sweep", "cli"]
 DOCS = {
     "stimuli": "Stimulus sets: natural-image patches, procedural images and image datasets, labelled by stimulus id.",
     "networks": "Vision models and their activations (stimulus x unit per layer).",
@@ -57,7 +57,7 @@ lines = ['"""superpos: interpretable directions in neural networks and brains, a
          '"""',
          '__version__ = "0.1.0"', '',
          'import lazy_loader as _lazy', '',
-         '_SUBMODULES = ' + repr(["core", "responses", "book", "cli"] + subpackages), '',
+         '_SUBMODULES = ' + repr(["core", "responses", "gallery", "book", "cli"] + subpackages), '',
          '_ATTRIBUTES = {']
 for mod, names in attrs.items():
     lines.append(f'    "{mod}": {names!r},')

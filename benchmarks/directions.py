@@ -36,7 +36,7 @@ import torch
 from sklearn.cluster import MiniBatchKMeans
 
 from superpos.directions.sae import SparseAutoencoder
-from superpos.directions.kmeans import SphericalKMeans, spherical_objective
+from superpos.directions.spherical import SphericalKMeans, spherical_objective
 from timing import compare, peak_mb, reset_peak, rss_mb, run_json_worker
 
 

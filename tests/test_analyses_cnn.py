@@ -6,7 +6,8 @@ import torch
 import xarray as xr
 from torch import nn
 
-from superpos.analyses.cnn import cnn_analysis, source_balanced_index, top_source_fraction
+from superpos.analyses.cnn import cnn_analysis
+from superpos.analyses.ranking import source_balanced_index, top_source_fraction
 from superpos.core import DataError
 from superpos.stimuli.natural import natural_stimuli
 
@@ -94,7 +95,7 @@ def reference_source_balanced_picks(values, codes, k):
 @pytest.mark.parametrize("kind", ["gaussian", "ties", "dominant_source"])
 def test_first_k_sources_equals_the_one_hot_reference(kind):
     """The ranking walk picks exactly the stimuli of the one-hot implementation (ties, deep walks included)."""
-    from superpos.analyses.cnn import first_k_sources
+    from superpos.analyses.ranking import first_k_sources
     rng = np.random.default_rng({"gaussian": 0, "ties": 1, "dominant_source": 2}[kind])
     for _ in range(60):
         n, units, n_sources = rng.integers(10, 120), rng.integers(1, 16), rng.integers(2, 9)
@@ -180,7 +181,9 @@ STORE_ANALYSIS = dict(weights=("pretrained",), layers=["1", "3"], methods=("unit
 def small_blocks(monkeypatch):
     """Blocks of a few stimuli, so that every by-block pass (ranking, dead units, sources) crosses many blocks."""
     import superpos.analyses.cnn as cnn
-    monkeypatch.setattr(cnn, "ROW_BYTES", 12 * 4 * 7)   # 7 stimuli of the 12-unit layer per block
+    import superpos.analyses.ranking as ranking
+    for module in (cnn, ranking):
+        monkeypatch.setattr(module, "ROW_BYTES", 12 * 4 * 7)   # 7 stimuli of the 12-unit layer per block
 
 
 def test_store_gives_the_in_memory_scores(stimuli, tmp_path, small_blocks):
@@ -259,7 +262,8 @@ def test_float16_embeddings_are_recorded_and_score_close(stimuli, tmp_path):
 
 def test_by_block_helpers_equal_the_whole_array(tmp_path):
     """Ranking, dead units and source confound from a zarr-backed array in blocks of 3 stimuli = from memory."""
-    from superpos.analyses.cnn import _live, row_blocks, top_rows
+    from superpos.analyses.cnn import _live
+    from superpos.analyses.ranking import row_blocks, top_rows
     rng = np.random.default_rng(5)
     values = rng.integers(0, 5, (40, 6)).astype(np.float32)   # ties everywhere
     values[:, 2] = 1.5                                         # a dead unit

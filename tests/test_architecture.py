@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "superpos"
 # reading order of the pipeline; a module may import from its own layer and the layers below it
 LAYERS = {"core": 0, "responses": 1, "stimuli": 2, "networks": 3, "directions": 4, "measures": 5,
-          "brain": 6, "disentangle": 6, "geometry": 6, "analyses": 7, "book": 8, "sweep": 8, "cli": 9}
+          "brain": 6, "disentangle": 6, "geometry": 6, "analyses": 7, "gallery": 8, "sweep": 8, "book": 9, "cli": 10}
 MODULES = sorted(p for p in PACKAGE.rglob("*.py") if not p.name.startswith("_") and "__pycache__" not in p.parts)
 
 

@@ -155,7 +155,7 @@ def _planted_cards(n, prefix):
 def test_pages_of_their_own_are_written_to_the_built_book(book):
     """A notebook's page outputs become files of the built book next to its page, and only there; a page the
     notebook stops emitting is gone after the next build."""
-    source = ("import numpy as np, pandas as pd\nfrom superpos.book import gallery_page, image_strip, page_output\n"
+    source = ("import numpy as np, pandas as pd\nfrom superpos.gallery import gallery_page, image_strip, page_output\n"
               "strip = image_strip(np.zeros((2, 4, 4)), np.ones((2, 4, 4)), size=4)\n"
               "for name in NAMES:\n"
               "    cards = pd.DataFrame({'id': [f'{name}_{i}' for i in range(5)], 'image': strip, 'ii': np.arange(5.0)})\n"
@@ -175,7 +175,7 @@ def test_pages_of_their_own_are_written_to_the_built_book(book):
 
 
 def test_a_page_of_its_own_cannot_replace_a_page_of_the_book(book):
-    _notebook(book / "nbs" / "a.ipynb", "md:# Page A", "from superpos.book import page_output\npage_output('b.html', '<p>x</p>')")
+    _notebook(book / "nbs" / "a.ipynb", "md:# Page A", "from superpos.gallery import page_output\npage_output('b.html', '<p>x</p>')")
     with pytest.raises(SuperposError, match=r"nbs/a\.ipynb writes the page nbs/b\.html, which is already a page of the book"):
         stage_book(book, timeout=60)
 

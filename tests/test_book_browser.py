@@ -1,5 +1,6 @@
 """The built book in a real browser (headless Chromium): every page loads without console errors and with
-all its images, the gallery sorts, and search finds "MIS" and a gallery card by its id. Screenshots go to
+all its images, every gallery page the galleries page links to loads and sorts, and search finds "MIS" and a
+gallery card by its id. Screenshots go to
 _build/screenshots/."""
 import functools
 import http.server
@@ -67,8 +68,16 @@ def search(driver, base: str, query: str) -> list[str]:
     return [a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "#search-results ul.search li a")]
 
 
+def gallery_pages(driver, url: str) -> list[str]:
+    """The gallery pages (pages of their own, under galleries/) the galleries page at `url` links to."""
+    from selenium.webdriver.common.by import By
+    driver.get(url)
+    links = [a.get_attribute("href").split("#")[0] for a in driver.find_elements(By.CSS_SELECTOR, "a[href*='galleries/']")]
+    return sorted(set(links))
+
+
 def check_gallery(driver, url: str) -> str:
-    """Sort the first gallery by II, then by index; return the id of its first card."""
+    """Sort the first gallery of the gallery page at `url` by II, then by index; return the id of its first card."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
     driver.get(url)
@@ -96,7 +105,12 @@ def check_book(html: Path, pages: list[str], shots: Path, gallery: str | None) -
         assert not problems, f"pages with problems: {problems}"
         assert search(driver, base, "MIS"), "search finds nothing for MIS"
         if gallery:
-            card = check_gallery(driver, f"{base}/{gallery}.html")
+            linked = gallery_pages(driver, f"{base}/{gallery}.html")
+            assert len(linked) >= 2, f"the galleries page links to {linked}, not to its gallery pages"
+            problems = {page: found for page in linked if (found := page_problems(driver, page))}
+            assert not problems, f"gallery pages with problems: {problems}"
+            driver.save_screenshot(str(shots / "gallery_page.png"))
+            card = check_gallery(driver, linked[0])
             assert any(gallery in link for link in search(driver, base, card)), f"search does not find the card {card}"
     finally:
         driver.quit()

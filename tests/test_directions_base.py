@@ -9,7 +9,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from superpos.core import DataError
 from superpos.directions.base import DirectionFinder, IdentityDirections, RandomRotation
-from superpos.directions.kmeans import KMeansDirections, SphericalKMeans
+from superpos.directions.kmeans import KMeansDirections
+from superpos.directions.spherical import SphericalKMeans
 from superpos.directions.linear import ICADirections, NMFDirections, PCADirections
 from superpos.directions.registry import DIRECTION_METHODS, make_direction_finder
 from superpos.directions.sae import SparseAutoencoder

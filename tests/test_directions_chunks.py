@@ -11,7 +11,8 @@ from scipy.optimize import linear_sum_assignment
 
 from superpos.core import ConfigError
 from superpos.directions.base import RowChunks, is_lazy
-from superpos.directions.kmeans import KMeansDirections, SphericalKMeans, spherical_objective
+from superpos.directions.kmeans import KMeansDirections
+from superpos.directions.spherical import SphericalKMeans, spherical_objective
 from superpos.directions.registry import DIRECTION_METHODS, make_direction_finder
 from superpos.directions.sae import SparseAutoencoder
 
@@ -67,8 +68,9 @@ def planted():
 @pytest.mark.parametrize("finder", [KMeansDirections(6, batch_size=256, random_state=0),
                                     SphericalKMeans(6, batch_size=256, random_state=0),
                                     SphericalKMeans(6, batch_size=256, max_iter=0, random_state=0),
-                                    SphericalKMeans(6, batch_size=256, fit_subset=2000, random_state=0)],
-                         ids=["kmeans", "spherical", "spherical-minibatch-only", "spherical-subset"])
+                                    SphericalKMeans(6, batch_size=256, fit_subset=2000, random_state=0),
+                                    KMeansDirections(6, batch_size=256, fit_subset=2000, random_state=0)],
+                         ids=["kmeans", "spherical", "spherical-minibatch-only", "spherical-subset", "kmeans-subset"])
 def test_chunked_fit_recovers_planted_directions(tmp_path, planted, finder):
     X, centres = planted
     lazy = store(tmp_path, X, 250)
@@ -89,6 +91,7 @@ def test_lazy_transform_and_predict_equal_in_memory(tmp_path, planted):
     assert is_lazy(codes) and codes.dims == ("stimulus", "direction") and codes.chunks[0] == lazy.chunks[0]
     assert list(codes.stimulus.values[:2]) == ["s0", "s1"] and codes.attrs["method"] == "spherical_kmeans"
     np.testing.assert_allclose(codes.values, finder.transform(X), rtol=1e-6)
+    np.testing.assert_allclose(finder.transform(lazy.T.rename(unit="neuron")).values, codes.values)  # any layout
     np.testing.assert_array_equal(finder.predict(lazy.data).compute(), finder.predict(X))
     np.testing.assert_array_equal(finder.predict(lazy.data).compute(), finder.labels_)
     fitted = SphericalKMeans(6, random_state=0)

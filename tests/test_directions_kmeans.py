@@ -1,4 +1,4 @@
-"""Tests of superpos.directions.kmeans: planted directions, the one spherical k-means (mean and Fréchet
+"""Tests of superpos.directions.kmeans and .spherical: planted directions, the one spherical k-means (mean and Fréchet
 centroids) and its Geomstats cross-checks (carried over from the geometry k-means tests)."""
 
 import subprocess
@@ -11,9 +11,9 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from superpos.core import ConfigError, DataError
-from superpos.directions.kmeans import (KMeansDirections, SphericalKMeans, _assign, _frechet_centroids,
-                                        _kmeanspp, _mean_centroids, import_geomstats, keep_torch_dtype,
-                                        spherical_objective)
+from superpos.directions.kmeans import KMeansDirections
+from superpos.directions.spherical import (SphericalKMeans, _assign, _frechet_centroids, _kmeanspp, _mean_centroids,
+                                           import_geomstats, keep_torch_dtype, spherical_objective)
 
 torch.set_num_threads(1)
 
@@ -196,7 +196,7 @@ def test_geomstats_backend_pinning_in_fresh_processes():
     """Fitting with backend="geomstats" imports Geomstats on numpy; a foreign backend is a clear error."""
     first = ("import os; os.environ['GEOMSTATS_BACKEND'] = 'pytorch'\n"
              "import torch\n"
-             "from superpos.directions.kmeans import SphericalKMeans\n"
+             "from superpos.directions.spherical import SphericalKMeans\n"
              "SphericalKMeans(2, centroid='frechet', backend='geomstats', random_state=0).fit(torch.eye(3).numpy())\n"
              "import geomstats.backend as gs\n"
              "print(gs.__name__, torch.get_default_dtype(), os.environ['GEOMSTATS_BACKEND'])\n")
@@ -204,7 +204,7 @@ def test_geomstats_backend_pinning_in_fresh_processes():
                "import torch, geomstats.backend\n"
                "torch.set_default_dtype(torch.float32)\n"
                "from superpos.core import ConfigError\n"
-               "from superpos.directions.kmeans import import_geomstats\n"
+               "from superpos.directions.spherical import import_geomstats\n"
                "try:\n    import_geomstats()\nexcept ConfigError as err:\n    print('ERR', err)\n")
     out = subprocess.run([sys.executable, "-c", first], capture_output=True, text=True, timeout=300)
     assert "geomstats.numpy torch.float32 pytorch" in out.stdout, out.stdout + out.stderr

@@ -121,7 +121,7 @@ def test_bad_frechet_weights():
 # ---------------------------------------------------------------- backend and dtype hygiene
 
 def test_geometry_runs_geomstats_on_its_numpy_backend():
-    """The import rule itself (import_geomstats, keep_torch_dtype) is tested with superpos.directions.kmeans."""
+    """The import rule itself (import_geomstats, keep_torch_dtype) is tested with superpos.directions.spherical."""
     assert bool(geo.hypersphere(3).belongs(np.array([1.0, 0.0, 0.0])))
     import geomstats.backend as gs
     assert gs.__name__ == "geomstats.numpy"

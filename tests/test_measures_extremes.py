@@ -6,8 +6,9 @@ import xarray as xr
 from measures_data import labelled, random_gram
 
 from superpos.core import ConfigError, DataError
-from superpos.measures.extremes import (extreme_stimuli, feature_stimuli, percentile_interval, planted_responses,
-                                        prepare_inputs, rank_order, ranked_stimuli, resample_means)
+from superpos.measures.extremes import extreme_stimuli, prepare_inputs, rank_order, ranked_stimuli
+from superpos.measures.bootstrap import percentile_interval, resample_means
+from superpos.measures.planted import feature_stimuli, planted_responses
 from superpos.responses import check_varying
 
 
@@ -109,7 +110,8 @@ def test_a_nan_similarity_is_an_error_in_every_measure(value):
 
 
 def test_interval_and_seed_parameters_are_checked_with_their_fix():
-    from superpos.measures.extremes import check_bootstrap, check_integer, seed_streams
+    from superpos.measures.extremes import check_integer
+    from superpos.measures.bootstrap import check_bootstrap, seed_streams
     with pytest.raises(ConfigError, match=r"fraction in \(0, 1\), like 0.95; got 95 \(for a 95% interval pass ci=0.95\)"):
         check_bootstrap(100, 95)
     for bad in (-1, 2.5, "10", None, np.nan):
@@ -125,7 +127,7 @@ def test_interval_and_seed_parameters_are_checked_with_their_fix():
 
 
 def test_stratified_bootstrap_matches_the_stratified_standard_error():
-    from superpos.measures.extremes import stratified_resample_means
+    from superpos.measures.bootstrap import stratified_resample_means
     rng = np.random.default_rng(22)
     x = torch.as_tensor(np.stack([rng.normal(1.0, 0.1, (50, 40)), rng.normal(0.0, 1.0, (50, 40))], 1))  # U x Q x T
     boot = stratified_resample_means(x, 4000, torch.Generator().manual_seed(0))

@@ -61,7 +61,7 @@ def test_perceptual_is_uniform_lpips():
 
 
 def test_perceptual_groups_patterns_better_than_pixels():
-    from superpos.measures.extremes import feature_stimuli
+    from superpos.measures.planted import feature_stimuli
     stim = feature_stimuli(64, size=32, seed=0)
     same = stim.factors["class"].to_numpy()[:, None] == stim.factors["class"].to_numpy()[None]
     off = ~np.eye(64, dtype=bool)

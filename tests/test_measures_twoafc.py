@@ -83,7 +83,7 @@ def test_2afc_interval_is_stratified_by_quantile():
     import torch
     import xarray as xr
 
-    from superpos.measures.extremes import percentile_interval, resample_means
+    from superpos.measures.bootstrap import percentile_interval, resample_means
     rng = np.random.default_rng(3)
     n = 400
     cls = np.arange(n) % 4                                                 # four classes of images

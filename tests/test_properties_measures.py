@@ -16,7 +16,7 @@ from superpos.analyses.comparison import (bootstrap_mean_difference, paired_comp
                                           unpaired_comparison)
 from superpos.core import SuperposError
 from superpos.geometry.comparison import null_p_value
-from superpos.measures.extremes import check_bootstrap, seed_streams
+from superpos.measures.bootstrap import check_bootstrap, seed_streams
 from superpos.measures.index import interpretability_index
 from superpos.measures.mis import calibrate_alpha, mis
 from superpos.measures.twoafc import psychophysics_2afc

@@ -14,7 +14,8 @@ from scipy import stats
 
 from ..core import ConfigError, DataError, as_list
 from ..geometry.representations import match_responses
-from ..measures.extremes import check_bootstrap, check_integer, seed_streams
+from ..measures.extremes import check_integer
+from ..measures.bootstrap import check_bootstrap, seed_streams
 from ..measures.index import interpretability_index
 from ..measures.mis import mis
 from ..measures.twoafc import psychophysics_2afc

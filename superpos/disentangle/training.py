@@ -25,7 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..core import (ConfigError, DataError, MissingFileError, as_list, atomic_write, clean_stale_parts,
-                           get_device, output_dir)
+                           get_device, keep_freed_memory, output_dir)
 from .dsprites import FACTOR_NAMES, DSprites
 from .model import VAE, encode, slowvae_loss
 from .natural import KittiMasks, NaturalSprites, NaturalSpritesGroundTruth
@@ -421,6 +421,8 @@ def train(config: SlowVAEConfig | dict | None = None, **overrides) -> pd.DataFra
     else:
         config = SlowVAEConfig.from_dict(config, **overrides)
     device = get_device(config.device)
+    if device.type == "cpu":
+        keep_freed_memory()   # activations reused, not page-faulted back every step
     folder = output_dir(config.output_dir, "slowvae")
     run = _setup(config, device, folder)
     amp, compile = _resolve(config, device, run["saved_amp"], resuming=run["step"] > 0)

@@ -16,7 +16,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
 from ..core import ConfigError, DataError
-from ..directions.kmeans import keep_torch_dtype
+from ..directions.spherical import keep_torch_dtype
 from .manifolds import (as_directions, check_same_space, direction_labels, geomstats_subspace_distance,
                                          hypersphere, principal_angles, stiefel_frame)
 

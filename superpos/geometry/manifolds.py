@@ -15,7 +15,7 @@ import torch
 import xarray as xr
 
 from ..core import ConfigError, DataError
-from ..directions.kmeans import import_geomstats, keep_torch_dtype
+from ..directions.spherical import import_geomstats, keep_torch_dtype
 
 # %% ../../nbs/80_geometry_manifolds.ipynb #5cccef98
 def hypersphere(n_features: int):

@@ -4,22 +4,21 @@
 
 # %% auto #0
 __all__ = ['BLOCKWISE_ABOVE', 'CPU_CHUNK_BYTES', 'CPU_GATHER_BYTES', 'check_integer', 'MeasureInputs', 'prepare_inputs',
-           'chunk_bytes_for', 'EmbeddingSimilarity', 'pair_block', 'is_dot_product', 'similarity_embeddings',
-           'response_coords', 'rank_order', 'extreme_stimuli', 'ranked_stimuli', 'check_bootstrap', 'seed_streams',
-           'resample_means', 'stratified_resample_means', 'percentile_interval', 'feature_stimuli', 'stimulus_classes',
-           'planted_responses', 'random_responses']
+           'StreamedResponses', 'stimulus_blocks', 'chunk_bytes_for', 'EmbeddingSimilarity', 'pair_block',
+           'is_dot_product', 'similarity_embeddings', 'response_coords', 'rank_order', 'extreme_stimuli',
+           'ranked_stimuli', 'streaming_extremes']
 
 # %% ../../nbs/41_measures_extremes.ipynb #ded5f38f
 from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 import torch
 import xarray as xr
 
 from ..core import ConfigError, DataError, get_device
 from ..stimuli.sets import StimulusSet
-from ..responses import align_responses, check_varying, response_dim
+from ..directions.base import is_lazy
+from ..responses import STIMULUS, align_responses, check_varying, response_dim
 from .similarity import SimilarityBackend, get_similarity, similarity_matrix
 
 # %% ../../nbs/41_measures_extremes.ipynb #5da7f48b
@@ -81,7 +80,7 @@ def _gram(similarity, stimuli, device) -> tuple[torch.Tensor, str, np.ndarray]:
 # %% ../../nbs/41_measures_extremes.ipynb #e2aad896
 class MeasureInputs(NamedTuple):
     """Responses and similarity checked and aligned for a measure (unpacks like a tuple)."""
-    values: torch.Tensor      # S x U responses, float32 or float64, on the compute device
+    values: torch.Tensor      # S x U responses, float32 or float64, on the compute device (lazy: StreamedResponses)
     gram: torch.Tensor        # S x S similarity (Gram) matrix, or EmbeddingSimilarity, in the same stimulus order
     dim: str                  # the response dim (`unit`, `neuron`, `direction` or `latent`)
     names: xr.DataArray       # the response dim's coordinate (with its non-dimension coords)
@@ -92,12 +91,21 @@ class MeasureInputs(NamedTuple):
 def prepare_inputs(responses, stimuli: StimulusSet | None, similarity, *, device=None,
                    min_stimuli: int = 2, method: str = "auto") -> MeasureInputs:
     """Check responses with the responses contract and align them with a similarity matrix (or, with
-    `method` 'blockwise' or 'auto' above `BLOCKWISE_ABOVE` stimuli, with embeddings: `EmbeddingSimilarity`)."""
+    `method` 'blockwise' or 'auto' above `BLOCKWISE_ABOVE` stimuli, with embeddings: `EmbeddingSimilarity`).
+    Lazy (dask-backed) responses are aligned without being read and come back as `StreamedResponses`,
+    checked (finite, varying) as `extreme_stimuli` streams over them."""
     device = get_device(device)
+    if is_lazy(responses) and not isinstance(responses, xr.DataArray):   # a bare dask array
+        responses = xr.DataArray(responses, dims=(STIMULUS, "unit"))
     dim = response_dim(responses)
     if stimuli is not None and not isinstance(stimuli, StimulusSet):
         raise DataError(f"stimuli must be a superpos.stimuli.sets.StimulusSet, got {type(stimuli).__name__}")
     gram, kind, ids = _similarity(similarity, stimuli, device, method)
+    if is_lazy(responses):
+        aligned = _align_lazy(responses, ids)
+        if len(ids) < min_stimuli:
+            raise DataError(f"{len(ids)} stimuli are too few: this measure needs at least {min_stimuli}")
+        return MeasureInputs(StreamedResponses(aligned, device), gram, dim, aligned[dim], kind, ids)
     aligned = align_responses(responses, ids)
     if len(ids) < min_stimuli:
         raise DataError(f"{len(ids)} stimuli are too few: this measure needs at least {min_stimuli} with these "
@@ -105,6 +113,49 @@ def prepare_inputs(responses, stimuli: StimulusSet | None, similarity, *, device
     check_varying(aligned)
     values = torch.as_tensor(np.require(aligned.values, requirements="W"), device=device)  # float32 ranks as float64
     return MeasureInputs(values, gram, dim, aligned[dim], kind, ids)
+
+# %% ../../nbs/41_measures_extremes.ipynb #9ced55ec
+class StreamedResponses:
+    """Lazy responses (stimulus x unit, dask-backed) checked and aligned for a measure, read in blocks of
+    `chunk` stimuli (None: from `chunk_bytes_for(device)`) instead of held: `MeasureInputs.values` for lazy input."""
+
+    def __init__(self, data: xr.DataArray, device, *, chunk: int | None = None):
+        self.data, self.device, self.chunk = data, torch.device(device), chunk
+        self.shape = tuple(data.shape)
+
+
+def _align_lazy(responses: xr.DataArray, ids: np.ndarray) -> xr.DataArray:
+    """Lazy responses as stimulus x unit in the order of `ids` (`align_responses`' checks, without reading values)."""
+    dim = response_dim(responses)
+    da = responses.transpose(STIMULUS, dim)
+    if not (np.issubdtype(da.dtype, np.number) or np.issubdtype(da.dtype, np.bool_)):
+        raise DataError(f"responses must hold numbers, got dtype {da.dtype}")
+    want = np.asarray(ids).astype(str)
+    if STIMULUS not in da.coords:
+        if da.sizes[STIMULUS] != len(want):
+            raise DataError(f"responses have {da.sizes[STIMULUS]} rows but the stimulus set has {len(want)} stimuli "
+                            "(and no 'stimulus' coordinate): assign the ids with responses.assign_coords(stimulus=stimuli.ids)")
+        return da.assign_coords({STIMULUS: want})
+    have = np.asarray(da[STIMULUS].values).astype(str)
+    if len(set(have)) != len(have) or len(have) != len(want) or set(have) != set(want):
+        raise DataError(f"the responses' stimulus ids do not match the stimulus set ({len(have)} vs {len(want)} stimuli, "
+                        "or repeated ids): use the stimulus set the responses were recorded on (stimuli.select_ids)")
+    if np.array_equal(have, want):
+        return da
+    position = {s: i for i, s in enumerate(have)}
+    return da.isel({STIMULUS: [position[s] for s in want]})
+
+
+def stimulus_blocks(data: xr.DataArray, rows: int):
+    """(start, numpy block) over the stimulus axis of stimulus x unit `data`: whole dask chunks, >= `rows`
+    stimuli per block (the last may be fewer), so each stored chunk is read once."""
+    sizes = data.chunks[0] if data.chunks is not None else (data.shape[0],)
+    edges = np.cumsum((0,) + tuple(sizes))
+    start = 0
+    while start < edges[-1]:
+        stop = int(edges[min(len(edges) - 1, np.searchsorted(edges, start + rows))])
+        yield start, np.asarray(data.isel({STIMULUS: slice(start, stop)}).values)
+        start = stop
 
 # %% ../../nbs/41_measures_extremes.ipynb #195547ea
 BLOCKWISE_ABOVE = 10_000   # stimuli: above this many, method="auto" scores from embeddings (a full matrix is 400 MB at 10,000)
@@ -249,17 +300,30 @@ def rank_order(values: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
     return perm[order].T
 
 
+def _stable_topk(x: torch.Tensor, depth: int) -> torch.Tensor:
+    """Column indices of the `depth` largest values per row of `x`, largest first, equal values by increasing
+    index (a stable sort's order; `topk` alone leaves ties in no defined order)."""
+    best = x.topk(depth, dim=1, largest=True, sorted=True)
+    tied = ((x == best.values[:, -1:]).sum(1) > 1) | (best.values[:, 1:] == best.values[:, :-1]).any(1)
+    if bool(tied.any()):
+        rows = tied.nonzero()[:, 0]
+        best.indices[rows] = x[rows].argsort(dim=1, descending=True, stable=True)[:, :depth]
+    return best.indices
+
+
 def extreme_stimuli(values: torch.Tensor, depth: int, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """The `depth` most and least activating stimuli per unit (U x depth each, most extreme first), ties
-    broken at random (seeded); two partial sorts (`topk`) instead of a full sort."""
+    broken at random (seeded: equal responses in the order of a seeded permutation of the stimuli, as
+    `rank_order`); partial sorts (`topk`) instead of a full sort. `StreamedResponses` (lazy) are streamed
+    over (`streaming_extremes`): the same stimuli."""
+    if isinstance(values, StreamedResponses):
+        return streaming_extremes(values.data, depth, seed=seed, chunk=values.chunk, device=values.device)
     if not 1 <= check_integer("depth", depth, 1) <= values.shape[0]:
         raise DataError(f"cannot take the {depth} most extreme of {values.shape[0]} stimuli: use more stimuli or a smaller depth")
     gen = torch.Generator().manual_seed(int(seed))
     perm = torch.randperm(values.shape[0], generator=gen).to(values.device)
     shuffled = values[perm].T.contiguous()
-    top = torch.topk(shuffled, depth, dim=1, largest=True, sorted=True).indices
-    bottom = torch.topk(shuffled, depth, dim=1, largest=False, sorted=True).indices
-    return perm[top], perm[bottom]
+    return perm[_stable_topk(shuffled, depth)], perm[_stable_topk(-shuffled, depth)]
 
 
 def ranked_stimuli(order: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -267,121 +331,89 @@ def ranked_stimuli(order: torch.Tensor, positions: torch.Tensor) -> torch.Tensor
     u = order.shape[1]
     return torch.gather(order.T, 1, positions.reshape(u, -1)).reshape(positions.shape)
 
-# %% ../../nbs/41_measures_extremes.ipynb #d5ee5fa5
-def check_bootstrap(n_boot, ci) -> int:
-    """`n_boot` as an int after checking it (>= 0; 0: no interval) and `ci` (a fraction in (0, 1))."""
-    n_boot = check_integer("n_boot", n_boot, 0)
-    if not isinstance(ci, (int, float, np.number)) or isinstance(ci, bool) or not 0 < ci < 1:
-        hint = f" (for a {ci}% interval pass ci={ci / 100:g})" if isinstance(ci, (int, float)) and 1 < ci < 100 else ""
-        raise ConfigError(f"ci is the interval's level as a fraction in (0, 1), like 0.95; got {ci!r}{hint}")
-    return n_boot
+# %% ../../nbs/41_measures_extremes.ipynb #9e117569
+def _keep_top(values: torch.Tensor, pos: torch.Tensor, depth: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The `depth` largest `values` per row (U x M) with their permutation positions `pos`, unsorted; among
+    equal values at the cut, the smaller positions (a partial sort; an exact cut only where ties cross it)."""
+    if values.shape[1] <= depth:
+        return values, pos
+    best = values.topk(depth, dim=1, sorted=False)
+    kth = best.values.min(1, keepdim=True).values                      # the depth-th largest value per row
+    above, tied = values > kth, values == kth
+    need = depth - above.sum(1)                                         # how many tied values fit (>= 1)
+    crossing = tied.sum(1) > need                                       # rows where ties cross the cut
+    kept_values, kept_pos = best.values, pos.gather(1, best.indices)
+    for k in torch.unique(need[crossing]).tolist():
+        rows = (crossing & (need == k)).nonzero()[:, 0]
+        big = torch.iinfo(pos.dtype).max
+        cut = torch.where(tied[rows], pos[rows], big).kthvalue(k, dim=1, keepdim=True).values
+        keep = above[rows] | (tied[rows] & (pos[rows] <= cut))           # exactly depth per row
+        cols = keep.float().topk(depth, dim=1, sorted=False).indices
+        kept_values[rows], kept_pos[rows] = values[rows].gather(1, cols), pos[rows].gather(1, cols)
+    return kept_values, kept_pos
 
 
-def seed_streams(seed, n: int) -> list[int]:
-    """`n` independent seeds derived from `seed` (numpy's SeedSequence): one stream per random choice,
-    so that no two choices, and no two seeds, share a stream."""
-    seed = check_integer("seed", seed, 0)
-    return [int(s.generate_state(2, np.uint32).astype(np.uint64) @ np.array([1 << 31, 1], np.uint64))
-            for s in np.random.SeedSequence(seed).spawn(n)]
+def _sorted_positions(values: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """`pos` (U x k) sorted by decreasing value, equal values by increasing position."""
+    ordered, order = values.sort(dim=1, descending=True)
+    if bool((ordered[:, 1:] == ordered[:, :-1]).any()):                 # ties: sort by position first, then stably
+        by_pos = pos.argsort(dim=1)
+        values, pos = values.gather(1, by_pos), pos.gather(1, by_pos)
+        order = values.argsort(dim=1, descending=True, stable=True)
+    return pos.gather(1, order)
+
+# %% ../../nbs/41_measures_extremes.ipynb #5babb027
+def _block_tensor(block: np.ndarray, device) -> torch.Tensor:
+    """A block of responses as a float tensor (float16 / integers widened exactly, like the responses contract)."""
+    if block.dtype in (np.float32, np.float64):
+        return torch.as_tensor(np.require(block, requirements="W"), device=device)
+    if block.dtype == np.float16:
+        return torch.as_tensor(block.astype(np.float32), device=device)
+    return torch.as_tensor(block.astype(np.float64), device=device)
 
 
-def resample_means(x: torch.Tensor, n_boot: int, generator: torch.Generator) -> torch.Tensor:
-    """Bootstrap means (n_boot x U) of `x` (U x n) over its columns, as a matmul with resampling counts."""
-    n = x.shape[1]
-    draws = torch.randint(n, (n_boot, n), generator=generator)
-    counts = torch.zeros(n_boot, n).scatter_add_(1, draws, torch.ones(n_boot, n)).to(x.device, x.dtype)
-    return counts @ x.T / n
+def _unit_names(data: xr.DataArray, mask: torch.Tensor) -> list:
+    """The labels of the units flagged in `mask` (first three), for error messages."""
+    dim = data.dims[1]
+    names = np.asarray(data[dim].values) if dim in data.coords else np.arange(data.shape[1])
+    return names[mask.cpu().numpy()][:3].tolist()
 
 
-def stratified_resample_means(x: torch.Tensor, n_boot: int, generator: torch.Generator) -> torch.Tensor:
-    """Bootstrap means (n_boot x U) of the equal-weight mean over strata of `x` (U x Q x n): the n samples
-    of each stratum are resampled within that stratum."""
-    u, q, n = x.shape
-    draws = torch.randint(n, (n_boot, q, n), generator=generator)
-    counts = torch.zeros(n_boot, q, n).scatter_add_(2, draws, torch.ones(n_boot, q, n)).to(x.device, x.dtype)
-    return torch.einsum("bqn,uqn->bu", counts, x) / (q * n)
-
-
-def percentile_interval(draws: torch.Tensor, ci: float) -> tuple[np.ndarray, np.ndarray]:
-    """The central `ci` percentile interval over the first axis of bootstrap draws (B x U), ignoring NaNs."""
-    check_bootstrap(0, ci)
-    a = (1 - ci) / 2
-    levels = torch.tensor([a, 1 - a], dtype=torch.float64, device=draws.device)
-    step = max(1, (1 << 23) // max(1, draws.shape[0]))  # torch.quantile takes at most 2**24 elements
-    q = torch.cat([torch.nanquantile(draws[:, i:i + step].double(), levels, dim=0)
-                   for i in range(0, draws.shape[1], step)], 1)
-    return q[0].cpu().numpy(), q[1].cpu().numpy()
-
-# %% ../../nbs/41_measures_extremes.ipynb #faaa56df
-def feature_stimuli(n: int = 800, size: int = 32, *, n_classes: int = 4, jitter: float = 0.5, seed: int = 0) -> StimulusSet:
-    """Gratings in `n_classes` visibly distinct classes (orientation, frequency and colour pair set per class,
-    jittered by `jitter` of the class spacing; random phase); sources 'class:<c>'."""
-    n, size, n_classes = check_integer("n", n, 1), check_integer("size", size, 2), check_integer("n_classes", n_classes, 2)
-    if n < 2 * n_classes:
-        raise ConfigError(f"need at least 2 stimuli per class, got n={n}, n_classes={n_classes}: use n >= {2 * n_classes}")
-    if not 0 <= jitter <= 1:
-        raise ConfigError(f"jitter is a fraction of the class spacing in [0, 1], got {jitter!r}")
-    rng = np.random.default_rng(seed)
-    cls = np.arange(n) % n_classes
-    rng.shuffle(cls)
-    step = np.pi / n_classes
-    orientation = cls * step + jitter * step * rng.uniform(-0.5, 0.5, n)
-    log_c = np.log(2) + (np.log(10) - np.log(2)) * (cls + jitter * rng.uniform(-0.5, 0.5, n)) / (n_classes - 1)
-    cycles = np.exp(log_c)
-    hue = 2 * np.pi * (cls + jitter * rng.uniform(-0.5, 0.5, n)) / n_classes
-    phase = rng.uniform(0, 2 * np.pi, n)
-    col_a = 0.5 + 0.45 * np.cos(hue[:, None] - np.array([0, 2, 4]) * np.pi / 3)
-    col_b = 1 - col_a
-    grid = np.arange(size) / size
-    yy, xx = np.meshgrid(grid, grid, indexing="ij")
-    along = xx[None] * np.cos(orientation)[:, None, None] + yy[None] * np.sin(orientation)[:, None, None]
-    wave = 0.5 + 0.5 * np.sin(2 * np.pi * cycles[:, None, None] * along + phase[:, None, None])
-    images = col_a[:, :, None, None] * wave[:, None] + col_b[:, :, None, None] * (1 - wave[:, None])
-    images = torch.from_numpy(np.round(np.clip(images, 0, 1) * 255).astype(np.uint8))
-    factors = pd.DataFrame({"class": cls, "orientation": orientation, "cycles": cycles, "hue": hue, "phase": phase})
-    return StimulusSet(images, [f"feature-{seed}-{i}" for i in range(n)], [f"class:{c}" for c in cls], factors,
-                       "feature_stimuli")
-
-# %% ../../nbs/41_measures_extremes.ipynb #b5034e68
-def stimulus_classes(stimuli: StimulusSet, by: str = "source", *, bins: int = 4) -> np.ndarray:
-    """An integer class per stimulus: its kind (source label up to ':'), its source label, or a
-    generative factor cut into `bins` equal-width bins."""
-    if by in ("kind", "source"):
-        labels = stimuli.sources if by == "source" else np.array([s.split(":")[0] for s in stimuli.sources])
-        return np.unique(labels, return_inverse=True)[1]
-    if stimuli.factors is None or by not in stimuli.factors.columns:
-        have = [] if stimuli.factors is None else list(stimuli.factors.columns)
-        raise DataError(f"stimuli have no factor {by!r} (factors: {have}): use by='kind' or a stimulus set with factors")
-    v = stimuli.factors[by].to_numpy(float)
-    return np.digitize(v, np.linspace(v.min(), v.max(), bins + 1)[1:-1])
-
-
-def planted_responses(stimuli: StimulusSet, *, n_units: int = 20, mixing: float = 0.0, by: str = "source",
-                      bins: int = 4, noise: float = 0.0, seed: int = 0) -> xr.DataArray:
-    """Units reading out one sparse class feature each, blended (weight `mixing`) with a random mixture of all."""
-    if not 0 <= mixing <= 1:
-        raise ConfigError(f"mixing must be in [0, 1], got {mixing}")
-    if not 0 <= noise < np.inf:
-        raise ConfigError(f"noise must be a finite standard deviation >= 0, got {noise!r}")
-    n_units = check_integer("n_units", n_units, 1)
-    check_integer("bins", bins, 2)
-    rng = np.random.default_rng(seed)
-    labels = stimulus_classes(stimuli, by, bins=bins)
-    n_classes = labels.max() + 1
-    if n_classes < 2:
-        raise DataError(f"planted responses need stimuli of at least 2 classes (by={by!r} gives 1)")
-    preferred = rng.integers(n_classes, size=n_units)
-    weights = (1 - mixing) * np.eye(n_classes)[preferred] + mixing * rng.uniform(0.75, 1, (n_units, n_classes))
-    strength = rng.exponential(1.0, (len(stimuli), n_units))
-    values = weights[:, labels].T * strength + noise * rng.normal(size=(len(stimuli), n_units))
-    return xr.DataArray(values, dims=("stimulus", "unit"),
-                        coords={"stimulus": stimuli.ids, "unit": np.arange(n_units), "preferred": ("unit", preferred)},
-                        name="response", attrs={"mixing": mixing, "by": by, "noise": noise})
-
-
-def random_responses(stimuli: StimulusSet, *, n_units: int = 20, seed: int = 0) -> xr.DataArray:
-    """Units whose responses are independent of the images (i.i.d. normal): the chance level."""
-    n_units = check_integer("n_units", n_units, 1)
-    rng = np.random.default_rng(seed)
-    return xr.DataArray(rng.normal(size=(len(stimuli), n_units)), dims=("stimulus", "unit"),
-                        coords={"stimulus": stimuli.ids, "unit": np.arange(n_units)}, name="response")
+def streaming_extremes(responses, depth: int, *, seed: int = 0, chunk: int | None = None,
+                       device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`extreme_stimuli` of stimulus x unit `responses` (lazy, e.g. dask-backed from a zarr store) in one
+    pass over blocks of >= max(`chunk`, depth) stimuli (default from `chunk_bytes_for(device)`), keeping
+    only each unit's candidates; checks that every unit is finite and varies. Returns U x depth each."""
+    device = get_device(device)
+    data = responses if isinstance(responses, xr.DataArray) else xr.DataArray(np.asarray(responses), dims=(STIMULUS, "unit"))
+    n, u = data.shape
+    if not 1 <= check_integer("depth", depth, 1) <= n:
+        raise DataError(f"cannot take the {depth} most extreme of {n} stimuli: use more stimuli or a smaller depth")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))  # as extreme_stimuli
+    where = torch.empty_like(perm)
+    where[perm] = torch.arange(n)                                       # each stimulus' place in the permutation
+    where = where.to(device, torch.int32 if n < 2**31 else torch.int64)
+    rows = chunk_bytes_for(device) // max(1, 8 * u) if chunk is None else check_integer("chunk", chunk, 1)
+    ends = [None, None]                                                  # (values, positions) of top and -bottom
+    high = low = None
+    for start, block in stimulus_blocks(data, max(rows, depth)):
+        x = _block_tensor(block, device).T                               # U x block
+        bad = ~torch.isfinite(x).all(1)
+        if bool(bad.any()):
+            raise DataError(f"responses contain NaN or infinite values in {int(bad.sum())} {data.dims[1]}(s) "
+                            f"(e.g. {_unit_names(data, bad)}): drop them or fill the missing values first")
+        high = x.max(1).values if high is None else torch.maximum(high, x.max(1).values)
+        low = x.min(1).values if low is None else torch.minimum(low, x.min(1).values)
+        p = where[start:start + x.shape[1]].expand(u, -1)
+        for side, v in enumerate((x, -x)):
+            if ends[side] is not None:
+                v, p_side = torch.cat([ends[side][0], v], 1), torch.cat([ends[side][1], p], 1)
+            else:
+                p_side = p
+            ends[side] = _keep_top(v, p_side, depth)
+    flat = high == low
+    if bool(flat.any()):
+        raise DataError(f"{int(flat.sum())} {data.dims[1]}(s) of responses respond identically to every stimulus "
+                        f"(e.g. {_unit_names(data, flat)}): drop them before scoring (they cannot be ranked)")
+    perm = perm.to(device)
+    return tuple(perm[_sorted_positions(v, p).long()] for v, p in ends)
