@@ -27,7 +27,7 @@ _ATTRIBUTES = {
     "directions.toy": ['sample_features', 'ToyModel', 'train_toy_model', 'recovery_score', 'toy_recovery'],
     "measures.bootstrap": ['check_bootstrap', 'seed_streams', 'resample_means', 'stratified_resample_means', 'percentile_interval'],
     "measures.borowski": ['download_borowski', 'load_borowski', 'load_borowski_mapping', 'borowski_unit_scores', 'borowski_accuracy', 'synthetic_borowski', 'synthetic_borowski_mapping'],
-    "measures.extremes": ['check_integer', 'MeasureInputs', 'prepare_inputs', 'chunk_bytes_for', 'EmbeddingSimilarity', 'pair_block', 'is_dot_product', 'similarity_embeddings', 'response_coords', 'rank_order', 'extreme_stimuli', 'ranked_stimuli', 'StreamedResponses', 'stimulus_blocks', 'streaming_extremes'],
+    "measures.extremes": ['check_integer', 'MeasureInputs', 'prepare_inputs', 'StreamedResponses', 'stimulus_blocks', 'chunk_bytes_for', 'EmbeddingSimilarity', 'pair_block', 'is_dot_product', 'similarity_embeddings', 'response_coords', 'rank_order', 'extreme_stimuli', 'ranked_stimuli', 'streaming_extremes'],
     "measures.human": ['download_imi', 'read_bool_column', 'exclude_missing_responses', 'check_responses', 'check_columns', 'load_imi', 'imi_unit_scores', 'bootstrap_mean', 'imi_model_scores', 'synthetic_imi', 'compare_scores', 'separation_auc', 'trial_agreement'],
     "measures.index": ['interpretability_index'],
     "measures.mis": ['sample_mis_tasks', 'mis_from_tasks', 'mis', 'calibrate_alpha'],
