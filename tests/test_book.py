@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 import superpos.book
+import superpos.gallery
 import superpos.cli
 
 from superpos.book import build_book, stage_book
@@ -147,7 +148,7 @@ class Gallery(html.parser.HTMLParser):
 
 
 def _planted_cards(n, prefix):
-    strip = superpos.book.image_strip(np.zeros((9, 8, 8, 3), np.uint8), np.full((9, 8, 8, 3), 255, np.uint8), size=8)
+    strip = superpos.gallery.image_strip(np.zeros((9, 8, 8, 3), np.uint8), np.full((9, 8, 8, 3), 255, np.uint8), size=8)
     return pd.DataFrame({"id": [f"{prefix}_{i:03d}" for i in range(n)], "image": strip, "mis": np.linspace(0.9, 0.5, n),
                          "mis_low": 0.4, "mis_high": 1.0, "index": np.arange(n)})
 
@@ -182,7 +183,7 @@ def test_a_page_of_its_own_cannot_replace_a_page_of_the_book(book):
 
 def test_gallery_page_holds_every_card_and_sorts_by_every_score():
     cards = {"layer 1": _planted_cards(7, "l1"), "layer 2": _planted_cards(3, "l2").assign(pr=[1.0, np.nan, 2.0])}
-    page = Gallery(superpos.book.gallery_page("Planted", cards, labels={"mis": "MIS"}))
+    page = Gallery(superpos.gallery.gallery_page("Planted", cards, labels={"mis": "MIS"}))
     assert [s["cards"] for s in page.sections] == [list(t.id) for t in cards.values()]
     assert [[r["data-mis"] for r in s["rows"]] for s in page.sections] == [[repr(float(v)) for v in t.mis] for t in cards.values()]
     assert [s["keys"] for s in page.sections] == [["mis", "index"], ["mis", "index", "pr"]]
@@ -195,7 +196,7 @@ def test_galleries_notebook_writes_a_page_per_layer_and_method_and_the_brain_pag
     k-means and SAE directions (as many as units), and the synthetic session's 24 neurons with three finders."""
     from notebooks import ROOT, execute
     nb = nbformat.read(execute(ROOT / "nbs" / "galleries.ipynb").path, as_version=4)
-    pages = superpos.book.notebook_pages(nb, "nbs")
+    pages = superpos.gallery.notebook_pages(nb, "nbs")
     widths = {"4": 40, "10": 112}
     expected = {f"nbs/galleries/b{block}_{method}.html": [[f"b{block}_{method}_{i:03d}" for i in range(width)]]
                 for block, width in widths.items() for method in ("units", "kmeans", "sae")}
