@@ -116,19 +116,19 @@ def interrupt_after(out: Path, n_done: int, timeout: float = 60):
 
 
 def test_resubmitted_sweep_runs_only_the_missing_runs(scheduler, notebook, tmp_path):
-    out, grid = tmp_path / "runs", {"n": [1, 2, 3, 4], "sleep": [0.5]}
+    out, grid = tmp_path / "runs", {"n": [1, 2, 3, 4, 5, 6], "sleep": [0.5]}   # more runs than workers: some wait
     interrupter = threading.Thread(target=interrupt_after, args=(out, 2))
     interrupter.start()
     with pytest.raises(KeyboardInterrupt):
         sweep(notebook, grid, scheduler=scheduler, out=out, progress=False)
     interrupter.join()
     finished_before = set(done_per_identity(out))
-    assert 2 <= len(finished_before) < 4
+    assert 2 <= len(finished_before) < 6
     result = sweep(notebook, grid, scheduler=scheduler, out=out, progress=False)
     assert result.ok
     attempts = dict(zip(result.runs["identity"], result.runs["attempts"]))
     assert all(attempts[i] == 0 for i in finished_before), "finished runs are not run again"
-    assert sum(a > 0 for a in attempts.values()) <= 4 - len(finished_before)
+    assert sum(a > 0 for a in attempts.values()) <= 6 - len(finished_before)
     assert done_per_identity(out) == {i: 1 for i in attempts}
 
 

@@ -1,6 +1,7 @@
 """A sweep on a SLURM cluster through dask-jobqueue, with a stand-in `sbatch`/`scancel` on PATH that runs each
 job script on this machine: the job scripts dask-jobqueue writes from the usual YAML settings start workers that
 join the sweep's scheduler, every run completes once, and closing the sweep cancels the jobs."""
+import importlib.util
 import os
 import stat
 import time
@@ -11,13 +12,15 @@ import pytest
 from superpos.sweep.grid import gather, sweep
 from test_sweep import done_per_identity, write_notebook
 
-pytest.importorskip("dask_jobqueue")
+# not imported here: dask-jobqueue's import sets a SIGINT handler (superpos restores it around its own import)
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("dask_jobqueue") is None, reason="needs dask-jobqueue (superpos[cluster])")
 
 SBATCH = """#!/bin/bash
 # stand-in for SLURM's sbatch: record the job script, run it in the background, print the job id
-script="${@: -1}"
-cp "$script" "$FAKE_SLURM/job-$(date +%s%N).sh"
-nohup bash "$script" > "$FAKE_SLURM/job-$$.log" 2>&1 &
+# (dask-jobqueue deletes its script once sbatch returns: run the recorded copy)
+copy="$FAKE_SLURM/job-$(date +%s%N).sh"
+cp "${@: -1}" "$copy"
+nohup bash "$copy" > "$copy.log" 2>&1 &
 echo "Submitted batch job $!"
 """
 SCANCEL = """#!/bin/bash
@@ -34,7 +37,14 @@ exit 0
 @pytest.fixture
 def fake_slurm(tmp_path, monkeypatch):
     """A folder of stand-in SLURM commands first on PATH, and dask-jobqueue's SLURM settings as a user sets them."""
+    import signal
     import dask
+    handler = signal.getsignal(signal.SIGINT)
+    import dask_jobqueue  # noqa: F401 - loads its defaults before the settings below (and sets a SIGINT handler)
+    signal.signal(signal.SIGINT, handler)
+    import yaml
+    defaults = yaml.safe_load((Path(dask_jobqueue.__file__).parent / "jobqueue.yaml").read_text())
+    dask.config.update(dask.config.config, defaults, priority="old")   # lost if first imported inside a config.set
     bin_dir, record = tmp_path / "bin", tmp_path / "slurm"
     bin_dir.mkdir()
     record.mkdir()

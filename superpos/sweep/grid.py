@@ -10,7 +10,9 @@ __all__ = ['GRID_KEYS', 'grid_runs', 'jobqueue_cluster', 'connect', 'SweepResult
 import itertools
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,10 +63,14 @@ def jobqueue_cluster(kind: str, jobs: int | None = None, *, gpus: int | None = N
     """A dask-jobqueue cluster of `jobs` SLURM or PBS jobs, configured by dask-jobqueue's YAML."""
     if kind not in ("pbs", "slurm"):
         raise ConfigError(f"unknown cluster {kind!r}: use 'slurm' or 'pbs', or --scheduler ADDRESS for another")
+    handler = signal.getsignal(signal.SIGINT)
     try:
-        import dask_jobqueue
+        import dask_jobqueue   # its runner module sets a SIGINT handler that exits: Ctrl-C stays a KeyboardInterrupt
     except ImportError as err:
         raise MissingExtraError('--cluster needs dask-jobqueue: pip install "superpos[cluster]"') from err
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, handler)
     classes = {"slurm": dask_jobqueue.SLURMCluster, "pbs": dask_jobqueue.PBSCluster}
     extra = {"worker_extra_args": ["--resources", f"GPU={gpus}"]} if gpus else {}
     try:
