@@ -188,6 +188,35 @@ def test_sigkilled_run_is_recognisable_as_interrupted(tmp_path):
     assert [r["status"] for r in find_runs(tmp_path / "runs")] == ["interrupted"]
 
 
+def test_run_folders_vanishing_during_the_search_are_skipped(tmp_path):
+    """Sweep workers create and rename run folders while find_runs walks."""
+    import shutil
+    import threading
+    from superpos.sweep.runs import find_runs
+    done = tmp_path / "runs" / "done-run"
+    done.mkdir(parents=True)
+    (done / "run.json").write_text(json.dumps({"status": "done"}))
+    stop = threading.Event()
+
+    def churn():   # folders appearing and vanishing, as a worker's temporary run folders do
+        i = 0
+        while not stop.is_set():
+            folder = tmp_path / "runs" / f".running-{i % 4}"
+            (folder / "a" / "b").mkdir(parents=True, exist_ok=True)
+            (folder / "run.json").write_text(json.dumps({"status": "done"}))
+            shutil.rmtree(folder, ignore_errors=True)
+            i += 1
+
+    thread = threading.Thread(target=churn)
+    thread.start()
+    try:
+        seen = [[r["folder"] for r in find_runs(tmp_path / "runs") if ".running-" not in r["folder"]] for _ in range(300)]
+    finally:
+        stop.set()
+        thread.join()
+    assert all(s == [str(done)] for s in seen)
+
+
 def test_identical_runs_started_together_get_their_own_folders(tmp_path):
     notebook = write_values_notebook(tmp_path / "values.ipynb")
     launcher = "import sys; from superpos.cli import main; sys.exit(main())"

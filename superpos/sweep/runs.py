@@ -203,10 +203,15 @@ def run_status(record: dict) -> str:
 
 def find_runs(folder: str | Path) -> list[dict]:
     """The records (`run.json` plus `folder` and the effective `status`) of every run below `folder`."""
+    # os.walk, not rglob: a sweep's workers create and rename run folders while this walks, and os.walk skips a
+    # folder that vanishes under it where rglob raises FileNotFoundError
+    paths = sorted(Path(parent, "run.json") for parent, _, files in os.walk(folder) if "run.json" in files)
     runs = []
-    for path in sorted(Path(folder).rglob("run.json")):
+    for path in paths:
         try:
             record = json.loads(path.read_text())
+        except FileNotFoundError:
+            continue   # moved away since the walk saw it: it is found where it landed, or it was a temporary copy
         except (OSError, ValueError):
             record = {"status": "interrupted", "error": "unreadable run.json"}
         runs.append({**record, "folder": str(path.parent), "status": run_status(record)})
