@@ -14,7 +14,7 @@ from pathlib import Path
 from .book import build_book
 from .core import ConfigError, SuperposError, project_root
 from .sweep.grid import sweep, write_gathered
-from .sweep.runs import find_notebook, find_runs, list_notebooks, notebook_parameters, read_yaml, run_notebook
+from .sweep.runs import find_runs, list_notebooks, notebook_parameters, read_yaml, run_notebook
 
 # %% ../nbs/02_cli.ipynb #bd39941b
 def parse_value(text: str):
@@ -87,7 +87,7 @@ def _gather(args) -> int:
     for path in write_gathered(args.folder, args.to, format=args.format):
         print(path)
     left_out = [r for r in runs if r["status"] != "done"]
-    print(f"{len(runs) - len(left_out)} finished runs gathered" + (f"; left out: " if left_out else ""))
+    print(f"{len(runs) - len(left_out)} finished runs gathered" + ("; left out: " if left_out else ""))
     for run in left_out:
         print(f"  {run['status']}: {run['folder']}" + (f" ({run['error']})" if run.get("error") else ""))
     return 0

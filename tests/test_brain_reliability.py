@@ -27,6 +27,28 @@ def test_split_half_reliability_tracks_noise(tmp_path):
     assert read_out.shape == (3,) and float(read_out.min()) > 0.9
 
 
+def test_filters_fitted_to_the_noise_have_anticorrelated_halves(tmp_path):
+    """ICA with as many sources as neurons whitens the noise dimensions too: its filters amplify the trial noise of
+    the averages they were fitted to, so their split halves anti-correlate (halves are mean +- noise along a
+    direction where the mean barely varies); at the planted rank, or read out along the mixing columns, they are
+    reliable."""
+    from superpos.directions.registry import make_direction_finder
+    truth = write_synthetic_nwb(tmp_path / "s.nwb", noise=1.0, seed=0)
+    ds = load_nwb(truth["path"])
+    responses = ds.responses - ds.blank_responses
+    rank = truth["mixing"].shape[1]
+
+    def reliability(finder, read_out="encoding"):
+        encode = finder.transform if read_out == "encoding" else (lambda x: np.asarray(x) @ np.asarray(finder.components_).T)
+        return split_half_reliability(ds, n_splits=10, transform=lambda h: encode(h - ds.blank_responses)).values
+
+    full = make_direction_finder("ica", ds.sizes["neuron"], random_state=0).fit(responses)
+    planted_rank = make_direction_finder("ica", rank, random_state=0).fit(responses)
+    assert np.median(reliability(full)) < 0
+    assert np.median(reliability(planted_rank)) > 0.8 and reliability(planted_rank).min() > 0
+    assert reliability(full, "mixing columns").mean() > 0.9
+
+
 def test_split_halves_are_seeded_and_average_to_the_responses(sessions):
     ds = sessions["two_photon"]
     first, second = split_halves(ds, seed=5)

@@ -14,7 +14,6 @@ from scipy import stats
 
 from ..core import ConfigError, DataError, as_list
 from ..geometry.representations import match_responses
-from ..measures.extremes import check_integer
 from ..measures.bootstrap import check_bootstrap, seed_streams
 from ..measures.index import interpretability_index
 from ..measures.mis import mis

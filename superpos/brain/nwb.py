@@ -15,7 +15,6 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import pandas as pd
 import xarray as xr
 
 from .allen import (invalid_mask, roi_metadata, shared_blank_mask, spontaneous_onsets, unit_metadata,

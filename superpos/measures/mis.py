@@ -15,7 +15,7 @@ import xarray as xr
 
 from ..core import ConfigError, DataError, get_device
 from ..stimuli.sets import StimulusSet
-from .extremes import (check_integer, extreme_stimuli, prepare_inputs, ranked_stimuli, response_coords, EmbeddingSimilarity, pair_block)
+from .extremes import (check_integer, extreme_stimuli, prepare_inputs, ranked_stimuli, response_coords, EmbeddingSimilarity)
 from .bootstrap import check_bootstrap, percentile_interval, resample_means, seed_streams
 from .similarity import SimilarityBackend
 
@@ -101,7 +101,7 @@ def _check_alpha(alpha, similarity, delta: torch.Tensor) -> None:
         problems.append(f"alpha={alpha} is the value published for DreamSim's similarity scale, but the "
                         f"similarity is {backend or 'a precomputed matrix without a backend attribute'!r}")
     if delta.numel() and float((alpha * delta).abs().max()) < 0.2:
-        problems.append(f"alpha * delta stays below 0.2 for every task, so every score lies in 0.45..0.55")
+        problems.append("alpha * delta stays below 0.2 for every task, so every score lies in 0.45..0.55")
     if problems:
         warnings.warn("; ".join(problems) + ": fit alpha for this backend with calibrate_alpha(delta, "
                       "human_correct), or use alpha=None (the fraction of tasks answered correctly)", stacklevel=3)
