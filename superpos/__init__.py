@@ -48,7 +48,7 @@ _ATTRIBUTES = {
     "disentangle.natural": ['checksum_record', 'record_checksum', 'dataset_file', 'read_natural_sprites_csv', 'sparse_steps', 'write_natural_sprites_fixture', 'natural_shape_table', 'polygon_coverage', 'render_natural_sprites', 'filter_area', 'quantise_pairs', 'NaturalSprites', 'NaturalSpritesGroundTruth', 'write_kitti_fixture', 'check_kitti', 'KittiMasks', 'transition_sparsity', 'natural_transitions'],
     "disentangle.pairs": ['PairBatch', 'PairDataset', 'check_pairs', 'draw_index', 'laplace_weights', 'laplace_transition', 'uniform_transition', 'PairSampler', 'DSpritesPairs'],
     "disentangle.predictive": ['dci_from_importance', 'dci_detailed', 'dci', 'sap_detailed', 'sap', 'explicitness_detailed', 'explicitness'],
-    "disentangle.runs": ['plot_reconstructions', 'plot_traversals', 'plot_logs', 'compare', 'summarize', 'plot_comparison', 'load_comparison', 'plot_learning_curves'],
+    "disentangle.runs": ['plot_reconstructions', 'plot_traversals', 'plot_logs', 'compare', 'summarize', 'plot_comparison', 'load_comparison', 'plot_learning_curves', 'comparison_from_logs'],
     "disentangle.sampled_metrics": ['beta_vae_score_detailed', 'beta_vae_score', 'factor_vae_score_detailed', 'factor_vae_score', 'irs_detailed', 'irs', 'evaluate_model', 'evaluate_latents'],
     "disentangle.training": ['SlowVAEConfig', 'make_pair_dataset', 'eval_set', 'save_checkpoint', 'load_checkpoint', 'native_bf16', 'train'],
     "geometry.comparison": ['match_directions', 'check_rng', 'random_rotation', 'randomly_rotate', 'null_p_value', 'check_n_permutations', 'axis_alignment', 'axis_alignment_null', 'compare_direction_sets', 'rotation_nulls', 'DirectionSetComparison', 'plot_matched_angles'],

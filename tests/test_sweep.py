@@ -210,3 +210,20 @@ def test_cluster_settings_errors():
         with dask.config.set({"jobqueue.slurm.cores": None, "jobqueue.slurm.memory": None}):
             with pytest.raises(ConfigError, match="jobqueue.yaml"):
                 jobqueue_cluster("slurm")
+
+
+def test_slowvae_page_shows_a_gathered_sweep_of_itself(scheduler, tmp_path):
+    """The SlowVAE page swept over two models, then run with `stored_sweep`: it shows the gathered runs."""
+    from superpos.disentangle.runs import comparison_from_logs
+    from superpos.sweep.runs import run_notebook
+    tiny = {"n_iterations": 4, "eval_every": 4, "log_every": 2, "checkpoint_every": 4, "eval_samples": 200,
+            "batch_size": 16, "compare_results": None, "seed": 1}
+    grid = {"parameters": tiny, "runs": [{"beta": 1.0, "gamma": 10.0}, {"beta": 8.0, "gamma": 0.0}]}
+    out = tmp_path / "runs"
+    assert sweep("slowvae", grid, scheduler=scheduler, out=out, progress=False).ok
+    table, curves = comparison_from_logs(gather(out, table="log"))
+    assert sorted(table.model) == ["SlowVAE", "beta-VAE"] and set(table.seed) == {1} and set(table.step) == {4}
+    assert table[["mcc", "mig"]].notna().all().all() and set(curves.metric) >= {"mcc", "mig", "loss"}
+    shown = run_notebook("slowvae", {**tiny, "stored_sweep": str(out / "78_slowvae")}, out=tmp_path / "show")
+    text = (shown / "78_slowvae.ipynb").read_text()
+    assert "2 finished runs of a sweep" in text and "SlowVAE above beta-VAE for" in text

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['COMPARE_MODELS', 'plot_reconstructions', 'plot_traversals', 'plot_logs', 'compare', 'summarize', 'plot_comparison',
-           'load_comparison', 'plot_learning_curves', 'main']
+           'load_comparison', 'plot_learning_curves', 'comparison_from_logs', 'main']
 
 # %% ../../nbs/77_disentangle_runs.ipynb #b3bf2f82
 import argparse
@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 import yaml
 
-from ..core import ConfigError, MissingFileError, as_list, atomic_write, environment, get_device, output_dir
+from ..core import ConfigError, DataError, MissingFileError, as_list, atomic_write, environment, get_device, output_dir
 from .model import VAE
 from .training import LOG_NAME, SlowVAEConfig, train
 
@@ -177,6 +177,34 @@ def plot_learning_curves(logs: pd.DataFrame, metrics=("mcc", "mig")) -> plt.Figu
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+# %% ../../nbs/77_disentangle_runs.ipynb #268b3f89
+def _model_name(beta: float, gamma: float) -> str:
+    """The `COMPARE_MODELS` name of (beta, gamma), else the two values."""
+    for name, settings in COMPARE_MODELS.items():
+        if np.isclose(settings["beta"], beta) and np.isclose(settings["gamma"], gamma):
+            return name
+    return f"beta={beta:g}, gamma={gamma:g}"
+
+
+def comparison_from_logs(logs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The final table (model, seed, run, step, mcc, mig) and the curves of a gathered sweep's training logs."""
+    if missing := sorted({"run", "step", "metric", "value"} - set(logs.columns)):
+        raise DataError(f"the gathered table lacks the columns {missing}: pass the training logs of a sweep of the "
+                        "SlowVAE page, gather(folder, table='log')")
+    if logs.empty:
+        raise DataError("the gathered logs have no rows: no run of the sweep has finished")
+    defaults = SlowVAEConfig()
+    logs = logs.assign(**{name: logs[name].fillna(getattr(defaults, name)) if name in logs else getattr(defaults, name)
+                          for name in ("beta", "gamma", "seed")})
+    curves = logs.assign(model=[_model_name(b, g) for b, g in zip(logs.beta, logs.gamma)], seed=logs.seed.astype(int))
+    final = curves[curves.step == curves.groupby("run").step.transform("max")]
+    table = (final.pivot_table(index=["model", "seed", "run", "step"], columns="metric", values="value", aggfunc="first")
+             .reset_index().rename_axis(columns=None))
+    for metric in ("mcc", "mig"):
+        if metric not in table:
+            table[metric] = np.nan
+    return table[["model", "seed", "run", "step", "mcc", "mig"]], curves[["model", "seed", "step", "metric", "value"]]
 
 # %% ../../nbs/77_disentangle_runs.ipynb #26141c92
 def _parser() -> argparse.ArgumentParser:
