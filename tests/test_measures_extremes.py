@@ -150,3 +150,14 @@ def test_a_read_only_similarity_is_used_without_warning_or_copying_back():
         inputs = prepare_inputs(resp, None, frozen)
     inputs.gram[0, 0] = 5.0                                   # the measure's copy, not the cache's matrix
     assert frozen.values[0, 0] == gram.values[0, 0]
+
+
+@pytest.mark.parametrize("levels", [2, 5, 50, None])
+def test_stable_topk_is_a_stable_sort_cut_to_depth(levels):
+    """The partial selection gives exactly a stable full sort's first `depth` columns, ties at the cut included."""
+    from superpos.measures.extremes import _stable_topk
+    gen = torch.Generator().manual_seed(levels or 0)
+    for n, depth in [(1, 1), (7, 7), (40, 1), (40, 13), (301, 60)]:
+        x = torch.randn(9, n, generator=gen) if levels is None else torch.randint(0, levels, (9, n), generator=gen).float()
+        assert torch.equal(_stable_topk(x, depth), x.argsort(dim=1, descending=True, stable=True)[:, :depth])
+        assert torch.equal(_stable_topk(x, depth, largest=False), x.argsort(dim=1, stable=True)[:, :depth])

@@ -300,21 +300,27 @@ def rank_order(values: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
     return perm[order].T
 
 
-def _stable_topk(x: torch.Tensor, depth: int) -> torch.Tensor:
-    """Column indices of the `depth` largest values per row of `x`, largest first, equal values by increasing
-    index (a stable sort's order; `topk` alone leaves ties in no defined order)."""
-    best = x.topk(depth, dim=1, largest=True, sorted=True)
-    tied = ((x == best.values[:, -1:]).sum(1) > 1) | (best.values[:, 1:] == best.values[:, :-1]).any(1)
-    if bool(tied.any()):
-        rows = tied.nonzero()[:, 0]
-        best.indices[rows] = x[rows].argsort(dim=1, descending=True, stable=True)[:, :depth]
-    return best.indices
+def _stable_topk(x: torch.Tensor, depth: int, largest: bool = True) -> torch.Tensor:
+    """Column indices of the `depth` largest (or smallest) values per row of `x`, most extreme first, equal values
+    by increasing index (a stable sort's order; `topk` alone leaves ties in no defined order).
+
+    A partial selection of one entry more than needed, then a sort of the kept entries only: by index, then
+    stably by value. The extra entry tells whether equal values cross the cut; only such rows are sorted whole."""
+    extra = int(depth < x.shape[1])
+    best = x.topk(depth + extra, dim=1, largest=largest, sorted=False)
+    by_index = best.indices.sort(dim=1)
+    kept = best.values.gather(1, by_index.indices).sort(dim=1, descending=largest, stable=True)
+    indices = by_index.values.gather(1, kept.indices)[:, :depth]
+    if extra and bool((crossing := kept.values[:, depth - 1] == kept.values[:, depth]).any()):
+        rows = crossing.nonzero()[:, 0]
+        indices[rows] = x[rows].argsort(dim=1, descending=largest, stable=True)[:, :depth]
+    return indices
 
 
 def extreme_stimuli(values: torch.Tensor, depth: int, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """The `depth` most and least activating stimuli per unit (U x depth each, most extreme first), ties
     broken at random (seeded: equal responses in the order of a seeded permutation of the stimuli, as
-    `rank_order`); partial sorts (`topk`) instead of a full sort. `StreamedResponses` (lazy) are streamed
+    `rank_order`); partial sorts (`topk`) instead of a full sort, a chunk of units at a time. `StreamedResponses` (lazy) are streamed
     over (`streaming_extremes`): the same stimuli."""
     if isinstance(values, StreamedResponses):
         return streaming_extremes(values.data, depth, seed=seed, chunk=values.chunk, device=values.device)
@@ -322,8 +328,15 @@ def extreme_stimuli(values: torch.Tensor, depth: int, *, seed: int = 0) -> tuple
         raise DataError(f"cannot take the {depth} most extreme of {values.shape[0]} stimuli: use more stimuli or a smaller depth")
     gen = torch.Generator().manual_seed(int(seed))
     perm = torch.randperm(values.shape[0], generator=gen).to(values.device)
-    shuffled = values[perm].T.contiguous()
-    return perm[_stable_topk(shuffled, depth)], perm[_stable_topk(-shuffled, depth)]
+    # units a chunk at a time: the shuffled copy and the selection's temporaries (about 8 values per stimulus and
+    # unit) stay within the device's chunk memory instead of growing with stimuli x units
+    units = max(1, chunk_bytes_for(values.device) // (8 * values.element_size() * values.shape[0]))
+    top, bottom = [], []
+    for start in range(0, values.shape[1], units):
+        shuffled = values[perm, start:start + units].T.contiguous()
+        top.append(perm[_stable_topk(shuffled, depth)])
+        bottom.append(perm[_stable_topk(shuffled, depth, largest=False)])
+    return torch.cat(top), torch.cat(bottom)
 
 
 def ranked_stimuli(order: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
