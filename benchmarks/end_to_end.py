@@ -9,7 +9,7 @@ read the stores back lazily (dask), the measures scoring blockwise from the embe
 The network sees the stimuli at their own 64 px (`input_size=None`). Prints the time of each stage, the
 process's peak RSS (VmHWM) after each, and the machine's load.
 
-    nice -n 10 python benchmarks/end_to_end.py --n 2000                 # smoke run
+    nice -n 10 python benchmarks/end_to_end.py --n 4000                 # smoke run (2,000 fit >= 1,280 directions)
     nice -n 10 python benchmarks/end_to_end.py --n 200000 --out /tmp/e2e
 """
 import argparse
@@ -58,7 +58,7 @@ class Stages:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=2000, help="stimuli in all (half fit the directions, half are scored)")
+    parser.add_argument("--n", type=int, default=4000, help="stimuli in all (half fit the directions, half are scored)")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--chunk", type=int, default=5000, help="stimuli generated, extracted and embedded at a time")
     parser.add_argument("--batch-size", type=int, default=250)
