@@ -76,7 +76,7 @@ def main():
     import xarray as xr
     from superpos.analyses.cnn import open_embeddings
     from superpos.directions.spherical import SphericalKMeans
-    from superpos.measures.extremes import similarity_embeddings
+    from superpos.measures.blockwise import similarity_embeddings
     from superpos.measures.index import interpretability_index
     from superpos.measures.mis import mis
     from superpos.measures.similarity import get_similarity

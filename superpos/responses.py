@@ -73,7 +73,10 @@ def as_responses(responses, *, name: str = "responses", dim: str | None = None, 
         raise DataError(f"{name} need at least {min_stimuli} stimuli, got {da.sizes[STIMULUS]}")
     if da.sizes[da.dims[1]] == 0:
         raise DataError(f"{name} have no {da.dims[1]}s (shape {da.shape})")
-    bad = ~np.isfinite(da.values).all(axis=0)
+    values, step = da.values, 1 << 14                       # rows at a time: no stimulus x unit mask
+    bad = np.zeros(values.shape[1], dtype=bool)
+    for start in range(0, len(values), step):
+        bad |= ~np.isfinite(values[start:start + step]).all(axis=0)
     if bad.any():
         names = np.asarray(da[da.dims[1]].values)[bad] if da.dims[1] in da.coords else np.flatnonzero(bad)
         raise DataError(f"{name} contain NaN or infinite values in {int(bad.sum())} {da.dims[1]}(s) "

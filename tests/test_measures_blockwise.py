@@ -6,9 +6,11 @@ import torch
 import xarray as xr
 from measures_data import labelled
 
+import superpos.measures.blockwise as blockwise
 import superpos.measures.extremes as extremes
-from superpos.core import ConfigError
-from superpos.measures.extremes import EmbeddingSimilarity, is_dot_product, pair_block, prepare_inputs
+from superpos.core import ConfigError, DataError
+from superpos.measures.blockwise import EmbeddingSimilarity, is_dot_product, pair_block
+from superpos.measures.extremes import prepare_inputs
 from superpos.measures.index import interpretability_index
 from superpos.measures.mis import mis
 from superpos.measures.similarity import get_similarity
@@ -112,8 +114,21 @@ def test_pair_block_and_bad_requests(setup):
 
 def test_chunk_sizes_from_free_device_memory(monkeypatch):
     # on a CUDA device the chunks are an eighth of its free memory (torch.cuda.mem_get_info); CPU: a fixed size
-    assert extremes.chunk_bytes_for("cpu") == extremes.CPU_CHUNK_BYTES
+    assert blockwise.chunk_bytes_for("cpu") == blockwise.CPU_CHUNK_BYTES
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (8 << 30, 80 << 30))
-    assert extremes.chunk_bytes_for(torch.device("cuda", 0)) == 1 << 30
+    assert blockwise.chunk_bytes_for(torch.device("cuda", 0)) == 1 << 30
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1000, 80 << 30))
-    assert extremes.chunk_bytes_for("cuda") == 1 << 20                # never below 1 MB
+    assert blockwise.chunk_bytes_for("cuda") == 1 << 20                # never below 1 MB
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), None])
+def test_all_finite_finds_one_bad_entry_in_any_block(bad, monkeypatch):
+    monkeypatch.setattr(blockwise, "SUM_ROWS", 7)                      # many blocks of rows, the last one short
+    x = torch.randn(50, 6)
+    if bad is not None:
+        x[45, 4] = bad
+    assert blockwise.all_finite(x) is (bad is None)
+    assert blockwise.all_finite(torch.zeros(0, 6))
+    if bad is not None:
+        with pytest.raises(DataError, match="finite"):
+            EmbeddingSimilarity(x)

@@ -161,3 +161,60 @@ def test_stable_topk_is_a_stable_sort_cut_to_depth(levels):
         x = torch.randn(9, n, generator=gen) if levels is None else torch.randint(0, levels, (9, n), generator=gen).float()
         assert torch.equal(_stable_topk(x, depth), x.argsort(dim=1, descending=True, stable=True)[:, :depth])
         assert torch.equal(_stable_topk(x, depth, largest=False), x.argsort(dim=1, stable=True)[:, :depth])
+
+
+def _awkward_responses(n: int, u: int, seed: int) -> torch.Tensor:
+    """float32 responses with every kind of tie: rectified zeros, -0 next to +0, few levels, denormals, extremes."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, u, generator=gen)
+    x[:, 0::4] = torch.relu(x[:, 0::4])                                        # many zeros at the bottom
+    x[:, 1::4] = torch.randint(-2, 3, (n, len(range(1, u, 4))), generator=gen).float()
+    x[::3, 1::4] *= -1                                                          # -0.0 among +0.0 and repeated levels
+    x[:, 2::4] *= 1e-42                                                         # denormals
+    x[: n // 2, 3::4] = torch.where(torch.rand(n // 2, len(range(3, u, 4)), generator=gen) < 0.5,
+                                    torch.tensor(3.4e38), torch.tensor(-3.4e38))
+    return x
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n,depth", [(1, 1), (9, 9), (300, 1), (300, 61), (2000, 400), (2000, 20), (6400, 200)])
+def test_extremes_are_the_seeded_rank_order_cut_to_depth(dtype, n, depth):
+    """Both selection paths (float32 keys, float64 stable partial sorts) give exactly `rank_order`'s ends."""
+    x = _awkward_responses(n, 12, seed=n + depth).to(dtype)
+    top, bottom = extreme_stimuli(x, depth, seed=5)
+    assert torch.equal(top, rank_order(x, seed=5)[:depth].T)
+    assert torch.equal(bottom, rank_order(-x, seed=5)[:depth].T)
+
+
+def test_order_keys_sort_as_a_stable_descending_sort_on_either_selection():
+    """The keys' ascending order is a stable sort by decreasing response; flipped, by increasing response;
+    numpy's partition (the CPU default) and topk (the GPU's) select the same keys."""
+    from superpos.measures.extremes import FLIP_RESPONSE, _smallest_keys, order_keys
+    x = _awkward_responses(500, 8, seed=1).T.contiguous()
+    positions = torch.arange(500)
+    keys = order_keys(x, positions)
+    assert torch.equal(keys.sort(dim=1).values & 0xFFFFFFFF, x.argsort(dim=1, descending=True, stable=True))
+    assert torch.equal((keys ^ FLIP_RESPONSE).sort(dim=1).values & 0xFFFFFFFF, x.argsort(dim=1, stable=True))
+    for depth in (1, 37, 500):
+        assert torch.equal(_smallest_keys(keys, depth, numpy=True), _smallest_keys(keys, depth, numpy=False))
+
+
+def test_stimuli_at_ranks_reads_the_same_stimuli_as_the_full_ends():
+    """Only the ranks asked for, a chunk of units at a time (many chunks here), equal `ranked_stimuli` of the ends."""
+    from superpos.measures import blockwise, extremes
+    x = _awkward_responses(400, 30, seed=2)
+    gen = torch.Generator().manual_seed(3)
+    top_pos, bottom_pos = torch.randint(0, 80, (30, 6, 4), generator=gen), torch.randint(0, 400, (30, 5), generator=gen)
+    top, bottom = extreme_stimuli(x, 400, seed=7)
+    want = ranked_stimuli(top.T, top_pos), ranked_stimuli(bottom.T, bottom_pos)
+    old = blockwise.CPU_CHUNK_BYTES
+    try:
+        blockwise.CPU_CHUNK_BYTES = 40 * 400 * 4                       # 4 units per chunk
+        got = extremes.stimuli_at_ranks(x, top_pos, bottom_pos, seed=7)
+    finally:
+        blockwise.CPU_CHUNK_BYTES = old
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    with pytest.raises(DataError, match="rank positions"):
+        extremes.stimuli_at_ranks(x, top_pos + 400, bottom_pos, seed=7)
+    with pytest.raises(DataError, match="one row per unit"):
+        extremes.stimuli_at_ranks(x, top_pos[:3], bottom_pos, seed=7)

@@ -8,7 +8,7 @@ import torch
 import xarray as xr
 from dask.callbacks import Callback
 
-import superpos.measures.extremes as extremes
+import superpos.measures.blockwise as blockwise
 from superpos.core import ConfigError, DataError
 from superpos.directions.base import is_lazy
 from superpos.measures.extremes import (StreamedResponses, extreme_stimuli, prepare_inputs, rank_order,
@@ -81,7 +81,7 @@ CASES = {
 @pytest.mark.parametrize("case", CASES)
 def test_lazy_scores_equal_in_memory(stored, case, method, monkeypatch):
     emb, resp, lazy = stored
-    monkeypatch.setattr(extremes, "CPU_CHUNK_BYTES", BATCH * UNITS * 8)   # a memory budget of one stored chunk
+    monkeypatch.setattr(blockwise, "CPU_CHUNK_BYTES", BATCH * UNITS * 8)   # a memory budget of one stored chunk
     assert is_lazy(lazy) and not is_lazy(resp) and lazy.chunks[0][0] == BATCH
     fn, kw = CASES[case]
     full = fn(resp, None, emb, method=method, **kw)
@@ -103,7 +103,7 @@ def test_streaming_never_materialises_and_matches_extreme_stimuli(stored, monkey
         want = extreme_stimuli(torch.as_tensor(values), depth, seed=4)
         assert torch.equal(top, want[0]) and torch.equal(bottom, want[1])
     guard.rows_read = 0
-    monkeypatch.setattr(extremes, "CPU_CHUNK_BYTES", BATCH * UNITS * 8)
+    monkeypatch.setattr(blockwise, "CPU_CHUNK_BYTES", BATCH * UNITS * 8)
     res = mis(lazy, None, xr.DataArray(np.eye(N, dtype=np.float32)[:, :64], dims=("stimulus", "embedding"),
                                        coords={"stimulus": resp.stimulus.values}), n_boot=0, method="blockwise")
     assert guard.rows_read == N and res.score.shape == (UNITS,)  # one pass, each stimulus read once

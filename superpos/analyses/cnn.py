@@ -30,7 +30,7 @@ from ..directions.registry import DIRECTION_METHODS, make_direction_finder
 from ..stimuli.sets import StimulusSet, cifar10, image_folder
 from ..stimuli.natural import natural_stimuli
 from ..responses import response_dim
-from ..measures.extremes import is_dot_product, similarity_embeddings
+from ..measures.blockwise import is_dot_product, similarity_embeddings
 from ..measures.similarity import get_similarity, similarity_matrix
 
 # %% ../../nbs/51_analyses_cnn.ipynb #667eca8e

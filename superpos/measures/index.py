@@ -12,7 +12,8 @@ import xarray as xr
 
 from ..core import ConfigError, DataError
 from ..stimuli.sets import StimulusSet
-from .extremes import (check_integer, extreme_stimuli, prepare_inputs, response_coords, EmbeddingSimilarity, StreamedResponses, pair_block)
+from .blockwise import EmbeddingSimilarity, pair_block
+from .extremes import check_integer, extreme_stimuli, prepare_inputs, response_coords, StreamedResponses
 from .bootstrap import check_bootstrap, percentile_interval, seed_streams
 from .similarity import similarity_to_distance
 
@@ -59,7 +60,7 @@ def _baseline_distance(gram, kind: str, *, include_diagonal: bool, k: int, seed:
     i = torch.randint(n, (1 << 20,), generator=gen)
     j = (i + torch.randint(1, n, (1 << 20,), generator=gen)) % n              # j != i, uniform
     off = float(similarity_to_distance(gram.outer(i[:, None].to(e.device), j[:, None].to(e.device)), kind).double().mean())
-    diag = float(similarity_to_distance((e.double() ** 2).sum(1), kind).mean())
+    diag = float(similarity_to_distance(gram.self_similarity(), kind).mean())
     return ((k - 1) / k * off + diag / k if include_diagonal else off), "estimated from 2**20 random pairs"
 
 # %% ../../nbs/44_measures_index.ipynb #bda71da0

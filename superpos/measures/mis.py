@@ -15,7 +15,8 @@ import xarray as xr
 
 from ..core import ConfigError, DataError, get_device
 from ..stimuli.sets import StimulusSet
-from .extremes import (check_integer, extreme_stimuli, prepare_inputs, ranked_stimuli, response_coords, EmbeddingSimilarity)
+from .blockwise import EmbeddingSimilarity
+from .extremes import check_integer, prepare_inputs, response_coords, stimuli_at_ranks
 from .bootstrap import check_bootstrap, percentile_interval, resample_means, seed_streams
 from .similarity import SimilarityBackend
 
@@ -148,10 +149,9 @@ def mis(responses: xr.DataArray, stimuli: StimulusSet | None, similarity="percep
                                                          min_stimuli=2 * (k + 1), method=method)
     n, u = values.shape
     n_candidates = math.ceil(n * extreme_quantile)
-    top_ext, bottom_ext = extreme_stimuli(values, n_candidates, seed=tie_seed)             # U x n_candidates each
     top_pos = sample_mis_tasks(u, n_t, n_candidates, k, seed=top_seed, device=values.device)
     bottom_pos = sample_mis_tasks(u, n_t, n_candidates, k, seed=bottom_seed, device=values.device)
-    top, bottom = ranked_stimuli(top_ext.T, top_pos), ranked_stimuli(bottom_ext.T, bottom_pos)
+    top, bottom = stimuli_at_ranks(values, top_pos, bottom_pos, seed=tie_seed)           # U x tasks x (K + 1) each
     score, delta = mis_from_tasks(gram, top, bottom, alpha=alpha)
     _check_alpha(alpha, similarity, delta)
     per_task = (delta > 0).float() if alpha is None else torch.sigmoid(alpha * delta)

@@ -14,7 +14,8 @@ import xarray as xr
 
 from ..core import ConfigError, DataError
 from ..stimuli.sets import StimulusSet
-from .extremes import (check_integer, extreme_stimuli, prepare_inputs, ranked_stimuli, response_coords, EmbeddingSimilarity, pair_block)
+from .blockwise import EmbeddingSimilarity, pair_block
+from .extremes import check_integer, prepare_inputs, response_coords, stimuli_at_ranks
 from .bootstrap import check_bootstrap, percentile_interval, seed_streams, stratified_resample_means
 
 # %% ../../nbs/45_measures_twoafc.ipynb #2aabb491
@@ -118,19 +119,14 @@ def psychophysics_2afc(responses: xr.DataArray, stimuli: StimulusSet | None, sim
                                                          method=method)
     n, u = values.shape
     offsets, ref = _task_positions(n, qs, n_references, n_tasks)
-    depth = int(offsets.max()) + n_tasks * (n_references + 1)
-    ends = [e.T for e in extreme_stimuli(values, depth, seed=tie_seed)]                   # depth x U each
     shuffles = [torch.argsort(torch.rand(u, len(offsets), n_tasks, generator=torch.Generator().manual_seed(s)), dim=-1)
                 for s in (max_seed, min_seed)]                                             # U x Q x T each
-    dev = values.device
-    refs, queries = [], []
-    for end, shuffle in zip(ends, shuffles):
-        ref_pos = (offsets[:, None, None] + ref[None]).expand(u, -1, -1, -1).to(dev)     # U x Q x T x n_references
-        q_pos = (offsets[None, :, None] + shuffle).to(dev)                                # U x Q x T
-        refs.append(ranked_stimuli(end, ref_pos))
-        queries.append(ranked_stimuli(end, q_pos))
-    ref_idx = torch.cat(refs, -1)                                                          # U x Q x T x 2 n_ref
-    query_idx = torch.stack(queries, -1)                                                   # U x Q x T x 2
+    ref_pos = (offsets[:, None, None] + ref[None]).expand(u, -1, -1, -1)                 # U x Q x T x n_references
+    positions = [torch.cat([ref_pos, (offsets[None, :, None] + shuffle)[..., None]], -1).to(values.device)
+                 for shuffle in shuffles]                                                  # references, then the query
+    ends = stimuli_at_ranks(values, *positions, seed=tie_seed)                            # max end, min end
+    ref_idx = torch.cat([end[..., :-1] for end in ends], -1)                              # U x Q x T x 2 n_ref
+    query_idx = torch.stack([end[..., -1] for end in ends], -1)                           # U x Q x T x 2
     if isinstance(gram, EmbeddingSimilarity) and not zscore:   # only mean similarities: dots with mean embeddings
         e_correct, e_swapped = _mean_evidence(gram, ref_idx, query_idx, n_references)
     else:                                                      # z-scoring needs every pair (their spread)
