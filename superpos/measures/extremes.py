@@ -19,8 +19,8 @@ from ..stimuli.sets import StimulusSet
 from ..directions.base import is_lazy
 from ..responses import STIMULUS, align_responses, check_varying, response_dim
 from .similarity import get_similarity, similarity_matrix
-from .blockwise import (BLOCKWISE_ABOVE, EmbeddingSimilarity, chunk_bytes_for, is_dot_product,
-                                         similarity_embeddings)
+from superpos.measures.blockwise import (BLOCKWISE_ABOVE, EmbeddingSimilarity, chunk_bytes_for, is_dot_product,
+    similarity_embeddings)
 
 # %% ../../nbs/41_measures_extremes.ipynb #5da7f48b
 def check_integer(name: str, value, minimum: int = 0) -> int:
@@ -280,7 +280,6 @@ def _chunk_extremes(x: torch.Tensor, perm: torch.Tensor, where: torch.Tensor, de
     are `perm[places]`). float32: one selection of `order_keys` per end; float64 (or > 2**31 stimuli):
     stable partial sorts of the shuffled responses."""
     if x.dtype == torch.float32 and x.shape[1] < 2**31:
-        x = x.contiguous()
         if depth * SHALLOW_BELOW <= x.shape[1]:
             return _shallow_extremes(x, where, depth, True), _shallow_extremes(x, where, depth, False)
         keys = order_keys(x, where)
