@@ -26,9 +26,13 @@ MEASURES = ("ii", "2afc", "mis")
 
 def score_responses(responses: xr.DataArray, gram: xr.DataArray, measures=("ii",), *, n_references: int = 5,
                     n_tasks: int = 20, n_boot: int = 200, ii_interval: str = "stimuli", seed: int = 0,
-                    device=None) -> pd.DataFrame:
+                    device=None, method: str = "auto") -> pd.DataFrame:
     """Scores of every unit/direction under each measure, as a tidy table (index, measure, score, ci_low, ci_high,
-    baseline); II's interval resamples the stimuli (`ii_interval="references"`: only the top images)."""
+    baseline); II's interval resamples the stimuli (`ii_interval="references"`: only the top images).
+
+    `gram` is a similarity matrix (stimulus x stimulus) or embeddings of a dot-product similarity (stimulus x
+    embedding, from `similarity_embeddings` or `open_embeddings`); `method` ("auto", "matrix" or "blockwise")
+    says how every measure scores from embeddings, as in `interpretability_index`: the same scores either way."""
     measures = as_list(measures)
     unknown = sorted(set(map(str, measures)) - set(MEASURES))
     if unknown or not measures:
@@ -39,11 +43,12 @@ def score_responses(responses: xr.DataArray, gram: xr.DataArray, measures=("ii",
     for measure in measures:
         if measure == "ii":
             result = interpretability_index(responses, None, gram, n_references=n_references, interval=ii_interval,
-                                            n_boot=n_boot, seed=seed, device=device)
+                                            n_boot=n_boot, seed=seed, device=device, method=method)
         elif measure == "2afc":
-            result = psychophysics_2afc(responses, None, gram, n_tasks=n_tasks, n_boot=n_boot, seed=seed, device=device)
+            result = psychophysics_2afc(responses, None, gram, n_tasks=n_tasks, n_boot=n_boot, seed=seed, device=device,
+                                        method=method)
         else:
-            result = mis(responses, None, gram, n_boot=n_boot, seed=seed, device=device)
+            result = mis(responses, None, gram, n_boot=n_boot, seed=seed, device=device, method=method)
         baseline = float(result["baseline"]) if "baseline" in result else 0.5
         tables.append(pd.DataFrame({"index": result[dim].values, "measure": measure, "score": result["score"].values,
                                     "ci_low": result["ci_low"].values, "ci_high": result["ci_high"].values,

@@ -206,10 +206,15 @@ def response_coords(names: xr.DataArray) -> dict:
 # %% ../../nbs/41_measures_extremes.ipynb #d67bbad0
 def rank_order(values: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
     """Stimulus indices sorted by decreasing response, per column (S x U), ties broken at random (seeded)."""
-    gen = torch.Generator().manual_seed(int(seed))
-    perm = torch.randperm(values.shape[0], generator=gen).to(values.device)
+    perm, _ = _tie_permutation(values.shape[0], seed, values.device)
     order = torch.argsort(values[perm].T.contiguous(), dim=1, descending=True, stable=True)  # sort rows: fast
     return perm[order].T
+
+
+def _tie_permutation(n: int, seed: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The seeded permutation of `n` stimuli that orders equal responses (`perm`) and each stimulus' place in it (`where`)."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
+    return perm.to(device), perm.argsort().to(device)
 
 
 def _stable_topk(x: torch.Tensor, depth: int, largest: bool = True) -> torch.Tensor:
@@ -263,15 +268,19 @@ def _shallow_extremes(x: torch.Tensor, where: torch.Tensor, depth: int, largest:
     """`_chunk_extremes`' places at one end for a shallow `depth`: keys of `topk`'s depth + 1 values only; rows
     where equal values cross the cut (the extra value ties the last) take all keys."""
     best = x.topk(depth + 1, dim=1, largest=largest, sorted=False)
-    keys = order_keys(best.values, where[best.indices])
-    keys = keys.sort(dim=1).values if largest else keys.bitwise_xor_(FLIP_RESPONSE).sort(dim=1).values
+    keys = (order_keys(best.values, where[best.indices]) ^ (0 if largest else FLIP_RESPONSE)).sort(dim=1).values
     places = keys[:, :depth] & 0xFFFFFFFF
     crossing = (keys[:, depth - 1] >> 32) == (keys[:, depth] >> 32)
     if bool(crossing.any()):
         rows = crossing.nonzero()[:, 0]
-        full = order_keys(x[rows], where)
-        places[rows] = _smallest_keys(full if largest else full.bitwise_xor_(FLIP_RESPONSE), depth) & 0xFFFFFFFF
+        places[rows] = _end_places(order_keys(x[rows], where), depth, largest)
     return places
+
+
+def _end_places(keys: torch.Tensor, depth: int, largest: bool) -> torch.Tensor:
+    """The permutation places (low 32 bits) of the `depth` most (`largest`) or least activating stimuli per row of
+    `order_keys` (flipped in place for the least)."""
+    return _smallest_keys(keys if largest else keys.bitwise_xor_(FLIP_RESPONSE), depth) & 0xFFFFFFFF
 
 
 def _chunk_extremes(x: torch.Tensor, perm: torch.Tensor, where: torch.Tensor, depth: int):
@@ -283,9 +292,7 @@ def _chunk_extremes(x: torch.Tensor, perm: torch.Tensor, where: torch.Tensor, de
         if depth * SHALLOW_BELOW <= x.shape[1]:
             return _shallow_extremes(x, where, depth, True), _shallow_extremes(x, where, depth, False)
         keys = order_keys(x, where)
-        top = _smallest_keys(keys, depth)
-        bottom = _smallest_keys(keys.bitwise_xor_(FLIP_RESPONSE), depth)
-        return top & 0xFFFFFFFF, bottom & 0xFFFFFFFF
+        return _end_places(keys, depth, True), _end_places(keys, depth, False)
     shuffled = x[:, perm]
     return _stable_topk(shuffled, depth), _stable_topk(shuffled, depth, largest=False)
 
@@ -303,9 +310,7 @@ def _transposed(x: torch.Tensor, *, rows: int = 256) -> torch.Tensor:
 def _extremes_by_chunk(values: torch.Tensor, depth, *, seed: int = 0):
     """(start, perm, top, bottom) per chunk of units of S x U `values`: `_chunk_extremes` to `depth(start, stop)`."""
     n = values.shape[0]
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed))).to(values.device)
-    where = torch.empty_like(perm)
-    where[perm] = torch.arange(n, device=values.device)
+    perm, where = _tie_permutation(n, seed, values.device)
     units, u = _units_per_chunk(values), values.shape[1]
     block = max(units, chunk_bytes_for(values.device) // (values.element_size() * n))   # units transposed at once
     for first in range(0, u, block):
@@ -324,8 +329,7 @@ def extreme_stimuli(values: torch.Tensor, depth: int, *, seed: int = 0) -> tuple
         return streaming_extremes(values.data, depth, seed=seed, chunk=values.chunk, device=values.device)
     if not 1 <= check_integer("depth", depth, 1) <= values.shape[0]:
         raise DataError(f"cannot take the {depth} most extreme of {values.shape[0]} stimuli: use more stimuli or a smaller depth")
-    top = values.new_empty((values.shape[1], depth), dtype=torch.long)
-    bottom = torch.empty_like(top)
+    top, bottom = (values.new_empty((values.shape[1], depth), dtype=torch.long) for _ in "tb")
     for start, perm, t, b in _extremes_by_chunk(values, lambda start, stop: depth, seed=seed):
         top[start:start + len(t)], bottom[start:start + len(b)] = perm[t], perm[b]
     return top, bottom
@@ -419,10 +423,8 @@ def streaming_extremes(responses, depth: int, *, seed: int = 0, chunk: int | Non
     n, u = data.shape
     if not 1 <= check_integer("depth", depth, 1) <= n:
         raise DataError(f"cannot take the {depth} most extreme of {n} stimuli: use more stimuli or a smaller depth")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))  # as extreme_stimuli
-    where = torch.empty_like(perm)
-    where[perm] = torch.arange(n)                                       # each stimulus' place in the permutation
-    where = where.to(device, torch.int32 if n < 2**31 else torch.int64)
+    perm, where = _tie_permutation(n, seed, device)                      # as extreme_stimuli
+    where = where.to(torch.int32 if n < 2**31 else torch.int64)
     rows = chunk_bytes_for(device) // max(1, 8 * u) if chunk is None else check_integer("chunk", chunk, 1)
     ends = [None, None]                                                  # (values, positions) of top and -bottom
     high = low = None
@@ -445,5 +447,4 @@ def streaming_extremes(responses, depth: int, *, seed: int = 0, chunk: int | Non
     if bool(flat.any()):
         raise DataError(f"{int(flat.sum())} {data.dims[1]}(s) of responses respond identically to every stimulus "
                         f"(e.g. {_unit_names(data, flat)}): drop them before scoring (they cannot be ranked)")
-    perm = perm.to(device)
     return tuple(perm[_sorted_positions(v, p).long()] for v, p in ends)

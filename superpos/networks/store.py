@@ -160,11 +160,12 @@ def _incomplete(path: Path, attrs: dict) -> DataError:
                      "extract(..., path=..., resume=True) to finish it, or delete it")
 
 
-def _open_tree(path: Path) -> xr.DataTree:
-    """The store at `path` opened lazily (DataError naming the file if it cannot be read)."""
+def _open_tree(path: Path, *, chunked: bool = False) -> xr.DataTree:
+    """The store at `path` opened lazily, dask-backed in its stored chunks if `chunked` (DataError naming the file
+    if it cannot be read)."""
     options = {"engine": "zarr", "consolidated": False} if _is_zarr(path) else {"engine": "netcdf4"}
     try:
-        return xr.open_datatree(path, **options)
+        return xr.open_datatree(path, chunks={} if chunked else None, **options)
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise DataError(f"cannot read the activation store {path} ({type(err).__name__}: {err}): it is corrupt "
                         "or not written by superpos; write it again with save_activations or extract(path=...)") from err
@@ -173,7 +174,9 @@ def _open_tree(path: Path) -> xr.DataTree:
 def load_activations(path, *, lazy: bool = False, as_tree: bool = False):
     """Read activations written by `save_activations` / `extract(path=...)`: {layer: DataArray}.
 
-    An incomplete store (an interrupted `extract`) is a DataError naming how many stimuli it holds.
+    `lazy=True`: dask-backed, a block per stored chunk (the batches `extract` wrote), read only when used, so the
+    measures and direction finders stream over it a block at a time. An incomplete store (an interrupted
+    `extract`) is a DataError naming how many stimuli it holds.
     """
     path = Path(path).expanduser()
     _recover(path)
@@ -181,7 +184,7 @@ def load_activations(path, *, lazy: bool = False, as_tree: bool = False):
         if _partial_path(path).exists():
             raise _incomplete(_partial_path(path), _read_attrs(_partial_path(path)))
         raise MissingFileError(f"no activations at {path}: write them with save_activations or extract(path=...)")
-    tree = _open_tree(path)
+    tree = _open_tree(path, chunked=lazy)
     if "complete" in tree.attrs and not int(tree.attrs["complete"]):
         tree.close()
         raise _incomplete(path, tree.attrs)
