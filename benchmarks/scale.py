@@ -94,7 +94,7 @@ def worker(args) -> dict:
         fn()
         return {"seconds": time.perf_counter() - t, "peak_mb": peak_mb() - base, "inputs_mb": base}
     cases, warm = {}, {}
-    for m in MEASURES:
+    for m in args.measures.split(","):
         for method in ["blockwise"] + (["matrix"] if args.n <= args.matrix_max else []):
             fn = measure_fn(m, method, resp, emb_da, args.device, args.n_boot)
             cases[f"{m} {method}"] = fn
@@ -103,7 +103,7 @@ def worker(args) -> dict:
         cases["mis machinterp"], warm["mis machinterp"] = peer_fn(args.peer_path, emb, acts, args.device, args.peer_chunk)
     t = compare(cases, rounds=args.rounds, warmup_cases=warm)
     out = {"seconds": {c: t.median(c) for c in cases}, "how": t.how_timed(), "ratios": {}}
-    for m in MEASURES:
+    for m in args.measures.split(","):
         if f"{m} matrix" in cases:
             out["ratios"][f"{m}: matrix / blockwise"] = t.ratio(f"{m} matrix", f"{m} blockwise")
     if args.peer_path:
@@ -114,7 +114,7 @@ def worker(args) -> dict:
 def run_worker(args, n, **extra) -> dict:
     cmd = [sys.executable, __file__, "--n", str(n), "--units", str(args.units), "--device", args.device,
            "--n-boot", str(args.n_boot), "--rounds", str(args.rounds), "--threads", str(args.threads),
-           "--matrix-max", str(args.matrix_max), "--peer-chunk", str(args.peer_chunk)]
+           "--matrix-max", str(args.matrix_max), "--peer-chunk", str(args.peer_chunk), "--measures", args.measures]
     if args.peer_path:
         cmd += ["--peer-path", args.peer_path]
     for k, v in extra.items():
@@ -125,6 +125,7 @@ def run_worker(args, n, **extra) -> dict:
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="5000", help="comma-separated stimulus counts, e.g. 5000,20000,50000,200000")
+    p.add_argument("--measures", default=",".join(MEASURES), help="comma-separated measures to time, of ii,2afc,mis")
     p.add_argument("--units", type=int, default=1280)
     p.add_argument("--device", default="cpu")
     p.add_argument("--n-boot", type=int, default=1000)
@@ -143,6 +144,9 @@ def main():
         print(json.dumps(worker(args)))
         return
     sizes = [int(s) for s in args.sizes.split(",")]
+    measures = args.measures.split(",")
+    if not set(measures) <= set(MEASURES):
+        raise SystemExit(f"--measures takes some of {','.join(MEASURES)}, got {args.measures!r}")
     load = os.getloadavg()
     lines = [f"# superpos.measures at scale (blockwise vs full matrix), {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
              f"# machine: {platform.machine()}, {os.cpu_count()} CPU cores, load average {load[0]:.1f} / {load[1]:.1f} "
@@ -154,7 +158,7 @@ def main():
     print("\n".join(lines), flush=True)
     for n in sizes:
         timed = run_worker(args, n, worker="time")
-        jobs = [(m, meth) for m in MEASURES for meth in ["blockwise"] + (["matrix"] if n <= args.matrix_max else [])]
+        jobs = [(m, meth) for m in measures for meth in ["blockwise"] + (["matrix"] if n <= args.matrix_max else [])]
         jobs += [("peer", "machinterp")] if args.peer_path else []
         for m, meth in jobs:
             peak = run_worker(args, n, worker="peak", measure=m, method=meth or "")
@@ -162,8 +166,8 @@ def main():
             line = f"{n:>8} {name:<16} {timed['seconds'][name]:>9.3f} {peak['peak_mb']:>9.1f}"
             lines.append(line)
             print(line, flush=True)
-        total = sum(timed["seconds"][f"{m} blockwise"] for m in MEASURES)
-        extra = [f"#   N={n}: all three blockwise {total:.2f} s; inputs {peak['inputs_mb']:.0f} MB RSS; "
+        total = sum(timed["seconds"][f"{m} blockwise"] for m in measures)
+        extra = [f"#   N={n}: {'+'.join(measures)} blockwise {total:.2f} s; inputs {peak['inputs_mb']:.0f} MB RSS; "
                  + "; ".join(f"{k} {v}" for k, v in timed["ratios"].items()), "#   " + timed["how"]]
         lines += extra
         print("\n".join(extra), flush=True)

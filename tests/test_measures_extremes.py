@@ -6,7 +6,8 @@ import xarray as xr
 from measures_data import labelled, random_gram
 
 from superpos.core import ConfigError, DataError
-from superpos.measures.extremes import extreme_stimuli, prepare_inputs, rank_order, ranked_stimuli
+from superpos.measures.extremes import extreme_stimuli, prepare_inputs
+from superpos.measures.selection import rank_order, ranked_stimuli
 from superpos.measures.bootstrap import percentile_interval, resample_means
 from superpos.measures.planted import feature_stimuli, planted_responses
 from superpos.responses import check_varying
@@ -155,7 +156,7 @@ def test_a_read_only_similarity_is_used_without_warning_or_copying_back():
 @pytest.mark.parametrize("levels", [2, 5, 50, None])
 def test_stable_topk_is_a_stable_sort_cut_to_depth(levels):
     """The partial selection gives exactly a stable full sort's first `depth` columns, ties at the cut included."""
-    from superpos.measures.extremes import _stable_topk
+    from superpos.measures.selection import _stable_topk
     gen = torch.Generator().manual_seed(levels or 0)
     for n, depth in [(1, 1), (7, 7), (40, 1), (40, 13), (301, 60)]:
         x = torch.randn(9, n, generator=gen) if levels is None else torch.randint(0, levels, (9, n), generator=gen).float()
@@ -189,7 +190,7 @@ def test_extremes_are_the_seeded_rank_order_cut_to_depth(dtype, n, depth):
 def test_order_keys_sort_as_a_stable_descending_sort_on_either_selection():
     """The keys' ascending order is a stable sort by decreasing response; flipped, by increasing response;
     numpy's partition (the CPU default) and topk (the GPU's) select the same keys."""
-    from superpos.measures.extremes import FLIP_RESPONSE, _smallest_keys, order_keys
+    from superpos.measures.selection import FLIP_RESPONSE, _smallest_keys, order_keys
     x = _awkward_responses(500, 8, seed=1).T.contiguous()
     positions = torch.arange(500)
     keys = order_keys(x, positions)

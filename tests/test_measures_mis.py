@@ -11,7 +11,7 @@ from sklearn.metrics import roc_auc_score
 
 from superpos.core import ConfigError, DataError
 from superpos.measures.blockwise import EmbeddingSimilarity
-from superpos.measures.extremes import rank_order, ranked_stimuli
+from superpos.measures.selection import rank_order, ranked_stimuli
 from superpos.measures.planted import feature_stimuli, planted_responses, random_responses
 from superpos.measures.index import interpretability_index
 from superpos.measures.mis import calibrate_alpha, mis, mis_from_tasks, sample_mis_tasks

@@ -11,8 +11,9 @@ from dask.callbacks import Callback
 import superpos.measures.blockwise as blockwise
 from superpos.core import ConfigError, DataError
 from superpos.directions.base import is_lazy
-from superpos.measures.extremes import (StreamedResponses, extreme_stimuli, prepare_inputs, rank_order,
-                                        stimulus_blocks, streaming_extremes)
+from superpos.measures.extremes import (StreamedResponses, extreme_stimuli, prepare_inputs, stimulus_blocks,
+                                        streaming_extremes)
+from superpos.measures.selection import rank_order
 from superpos.measures.index import interpretability_index
 from superpos.measures.mis import mis
 from superpos.measures.twoafc import psychophysics_2afc
