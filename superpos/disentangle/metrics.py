@@ -33,7 +33,7 @@ def as_sample_matrix(x, *, name: str = "latents", dim: str = "latent", min_sampl
     try:
         if np.iscomplexobj(x):
             raise TypeError("complex values have no order")
-        x = np.asarray(x, dtype=np.float64)
+        x = np.asfortranarray(x, dtype=np.float64)   # column-major: per-column reductions are fast
     except (TypeError, ValueError) as err:
         raise DataError(f"{name} must be real numbers (samples x {dim}s): {err}") from err
     if x.ndim == 1:
@@ -41,16 +41,17 @@ def as_sample_matrix(x, *, name: str = "latents", dim: str = "latent", min_sampl
     if x.ndim != 2 or x.shape[0] < min_samples or x.shape[1] < 1:
         raise DataError(f"{name} must be a 2-D (samples x {dim}s) array with at least {min_samples} samples, "
                         f"got shape {x.shape}")
-    bad = ~np.isfinite(x)
-    if bad.any():
+    low, high = x.min(0), x.max(0)                    # NaN and inf show in the column extremes: one pass each
+    if not (np.isfinite(low).all() and np.isfinite(high).all()):
+        bad = ~np.isfinite(x)
         raise DataError(f"{name} contains {bad.sum()} NaN or infinite values (in {bad.any(1).sum()} "
                         "samples): drop or impute those samples before scoring")
-    span = np.ptp(x, axis=0)
-    if np.abs(x).max() > 1e100 or ((span > 0) & (span < 1e-100)).any():
+    span = high - low
+    if max(np.abs(low).max(), np.abs(high).max()) > 1e100 or ((span > 0) & (span < 1e-100)).any():
         raise DataError(f"{name} has values beyond 1e100 in magnitude or a column that varies by less "
                         "than 1e-100 (sums of squares would overflow or vanish): rescale each column, "
                         "e.g. divide it by its standard deviation")
-    return np.asfortranarray(x), labels, samples  # column-major: per-column reductions are fast
+    return x, labels, samples
 
 # %% ../../nbs/75_disentangle_metrics.ipynb #96d85f00
 def check_factors_latents(factors, latents, *, allow_constant: bool = False) -> dict:
@@ -82,13 +83,6 @@ def check_metric_int(name: str, value, minimum: int) -> int:
     return int(value)
 
 # %% ../../nbs/75_disentangle_metrics.ipynb #1c70977d
-def _standardize(x: np.ndarray) -> np.ndarray:
-    """Columns centred and scaled to unit norm (zero for constant columns)."""
-    x = x - x.mean(0)
-    norm = np.linalg.norm(x, axis=0)
-    return x / np.where(norm > 0, norm, 1.0)
-
-
 def rank_columns(x: np.ndarray) -> np.ndarray:
     """Ranks (1..n, ties get their average rank) of every column, as `scipy.stats.rankdata`."""
     x = as_sample_matrix(x, name="x", dim="column", min_samples=1)[0]  # NaN has no rank
@@ -111,16 +105,26 @@ def correlation_matrix(factors, latents, *, method: str = "spearman") -> np.ndar
     z = as_sample_matrix(latents, name="latents", dim="latent")[0]
     if len(y) != len(z):
         raise DataError(f"factors has {len(y)} samples but latents has {len(z)}: pass the same samples")
+    return _correlation(y, z, method)
+
+
+def _correlation(y: np.ndarray, z: np.ndarray, method: str) -> np.ndarray:
+    """`correlation_matrix` of checked sample matrices: the centred cross-products over the columns' norms."""
     if method == "spearman":
         y, z = rank_columns(y), rank_columns(z)
-    return np.clip(_standardize(y).T @ _standardize(z), -1.0, 1.0)
+    y, z = y - y.mean(0), z - z.mean(0)
+    norm_y, norm_z = np.sqrt(np.einsum("ij,ij->j", y, y)), np.sqrt(np.einsum("ij,ij->j", z, z))
+    scale = np.outer(np.where(norm_y > 0, norm_y, 1.0), np.where(norm_z > 0, norm_z, 1.0))   # constant: 0
+    return np.clip((y.T @ z) / scale, -1.0, 1.0)
 
 # %% ../../nbs/75_disentangle_metrics.ipynb #7ea0e190
 def mcc_detailed(factors, latents, *, method: str = "spearman",
                  allow_constant: bool = False) -> xr.Dataset:
     """MCC with the correlation matrix and the matched latent of every factor, as an `xr.Dataset`."""
     data = check_factors_latents(factors, latents, allow_constant=allow_constant)
-    corr = correlation_matrix(data["factors"], data["latents"], method=method)
+    if method not in ("spearman", "pearson"):
+        raise ConfigError(f"method must be 'spearman' or 'pearson', got {method!r}")
+    corr = _correlation(data["factors"], data["latents"], method)
     rows, cols = linear_sum_assignment(-np.abs(corr))
     latent_of = np.full(corr.shape[0], -1)  # factors left without a latent score 0
     latent_of[rows] = cols

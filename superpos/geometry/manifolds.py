@@ -42,28 +42,32 @@ def stiefel(n_features: int, n_directions: int):
         return Stiefel(int(n_features), int(n_directions))
 
 # %% ../../nbs/80_geometry_manifolds.ipynb #eec08950
-def _to_numpy(x) -> np.ndarray:
-    """A float64 numpy copy of a numpy array, torch tensor or DataArray."""
+def _to_numpy(x, *, copy: bool = True) -> np.ndarray:
+    """A float64 numpy array (a copy unless `copy=False`) of a numpy array, torch tensor or DataArray."""
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
     elif isinstance(x, xr.DataArray):
         x = x.values
-    return np.array(x, dtype=np.float64)
+    return np.array(x, dtype=np.float64, copy=True if copy else None)
 
 
 def as_directions(directions, *, name: str = "directions") -> np.ndarray:
     """Validate a direction set (rows) and return it as unit-norm float64 rows."""
     if isinstance(directions, xr.DataArray) and "direction" in directions.dims and directions.ndim == 2:
         directions = directions.transpose("direction", ...)
-    x = _to_numpy(directions)
+    x = _to_numpy(directions, copy=False)                  # the result below is a new array
     if x.ndim == 1:
         x = x[None]
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         raise DataError(f"{name} must be a non-empty 2-D array (n_directions x n_features), got shape {x.shape}")
-    bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
-    if bad.size:
-        raise DataError(f"{name} contain NaN or infinite values in rows {bad[:10].tolist()}: drop or fix those directions")
-    norms = np.linalg.norm(x, axis=1)
+    square = np.einsum("ij,ij->i", x, x)                  # NaN / inf rows have a non-finite square norm
+    if not np.isfinite(square).all():
+        bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+        if bad.size:
+            raise DataError(f"{name} contain NaN or infinite values in rows {bad[:10].tolist()}: drop or fix those directions")
+        x = x / np.abs(x).max(axis=1, keepdims=True)        # finite rows whose squares overflow: rescaled first
+        square = np.einsum("ij,ij->i", x, x)
+    norms = np.sqrt(square)
     zero = np.flatnonzero(norms < 1e-12)
     if zero.size:
         raise DataError(f"{name} has zero vectors in rows {zero[:10].tolist()}: a direction needs a non-zero norm, "
@@ -90,7 +94,8 @@ def geodesic_distance(a, b) -> np.ndarray:
     """Great-circle distance in radians between matching rows of two direction sets (broadcasts one row)."""
     a, b = as_directions(a, name="a"), as_directions(b, name="b")
     check_same_space(a, b)
-    return 2 * np.arcsin(np.clip(np.linalg.norm(a - b, axis=1) / 2, 0.0, 1.0))
+    chord = a - b                                          # 2 arcsin(|a - b| / 2): accurate at small angles too
+    return 2 * np.arcsin(np.clip(np.sqrt(np.einsum("ij,ij->i", chord, chord)) / 2, 0.0, 1.0))
 
 
 def pairwise_geodesic_distances(a, b=None) -> np.ndarray:
