@@ -45,14 +45,16 @@ def _stable_topk(x: torch.Tensor, depth: int, largest: bool = True) -> torch.Ten
 FLIP_RESPONSE = -(1 << 32)   # XOR on a key: the response half inverted (increasing response), the position kept
 
 
-def order_keys(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+def order_keys(x, positions):
     """int64 keys of float32 responses `x` (U x S) that sort ascending as a stable sort by decreasing response:
     the response's bits as an order-preserving integer (-0 as +0), inverted, above each stimulus' `positions`
     (S, < 2**31) as the tie-break. All keys of a row differ, so any sort or selection of them is exact and
-    deterministic; `keys ^ FLIP_RESPONSE` sorts by increasing response, equal responses still by position."""
-    bits = (x + 0.0).view(torch.int32)                               # + 0.0 turns -0 into +0 (a copy)
-    inverted = (bits >> 31).bitwise_and_(0x7FFFFFFF).bitwise_xor_(bits).bitwise_not_()  # the floats' order, reversed
-    return inverted.long().bitwise_left_shift_(32).bitwise_or_(positions)               # in place: few temporaries
+    deterministic; `keys ^ FLIP_RESPONSE` sorts by increasing response, equal responses still by position.
+    Tensors give tensors, numpy arrays numpy arrays (no per-call overhead of tensor operations on small rows)."""
+    numpy = isinstance(x, np.ndarray)
+    bits = (x + 0.0).view(np.int32 if numpy else torch.int32)        # + 0.0 turns -0 into +0 (a copy)
+    inverted = ~(bits ^ ((bits >> 31) & 0x7FFFFFFF))                 # the floats' order as integers, reversed
+    return ((inverted.astype(np.int64) if numpy else inverted.long()) << 32) | positions
 
 
 def _smallest_keys(keys: torch.Tensor, depth: int, *, numpy: bool | None = None) -> torch.Tensor:
@@ -98,10 +100,17 @@ def _threshold_places(x: torch.Tensor, where: torch.Tensor, depth: int) -> tuple
     rows, wn, n = x.numpy(), where.numpy(), x.shape[1]
     places = np.empty((2, len(rows), depth), dtype=np.int64)
     for r, row in enumerate(rows):
-        for end, cut in enumerate((np.partition(row, n - depth)[n - depth], np.partition(row, depth - 1)[depth - 1])):
-            kept = np.flatnonzero(row >= cut) if end == 0 else np.flatnonzero(row <= cut)
-            keys = order_keys(torch.from_numpy(row[kept]), torch.from_numpy(wn[kept])).numpy()
-            places[end, r] = np.sort(keys if end == 0 else keys ^ FLIP_RESPONSE)[:depth] & 0xFFFFFFFF
+        part = np.partition(row, n - depth)                          # the top cut, then the bottom one in its rest
+        high, k, top = part[n - depth], depth - 1, n - depth             # part[top] is in place: k lies on one side
+        if k < top:
+            part[:top].partition(k)
+        elif k > top:
+            part[top:].partition(k - top)
+        kept = np.flatnonzero(row >= high)
+        places[0, r] = np.sort(order_keys(row[kept], wn[kept]))[:depth]
+        kept = np.flatnonzero(row <= part[k])
+        places[1, r] = np.sort(order_keys(row[kept], wn[kept]) ^ FLIP_RESPONSE)[:depth]
+    places &= 0xFFFFFFFF
     return torch.from_numpy(places[0]), torch.from_numpy(places[1])
 
 
