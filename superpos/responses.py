@@ -90,10 +90,17 @@ def response_dim(responses) -> str:
 
 # %% ../nbs/01_responses.ipynb #032b838c
 def check_varying(responses, *, name: str = "responses") -> None:
-    """Raise a DataError if any response column is constant across stimuli (nothing to rank)."""
-    da = as_responses(responses, name=name)
+    """Raise a DataError if any response column is constant across stimuli (nothing to rank), or the
+    `as_responses` error if they are not valid responses (non-finite values are found from the same column
+    extremes, so responses already through `as_responses` are not checked twice)."""
+    da = _as_dataarray(responses, name, None)
+    if not np.issubdtype(da.dtype, np.floating) or 0 in da.shape:
+        da = as_responses(da, name=name)               # numbers as floats, or the error that names the problem
     values = da.values
-    flat = values.max(axis=0) == values.min(axis=0)
+    high, low = values.max(axis=0), values.min(axis=0)  # NaN reaches both extremes, an inf one of them
+    if not (np.isfinite(high).all() and np.isfinite(low).all()):
+        as_responses(da, name=name)                    # raises, naming the units
+    flat = high == low
     if flat.any():
         dim = da.dims[1]
         names = np.asarray(da[dim].values)[flat] if dim in da.coords else np.flatnonzero(flat)
@@ -127,13 +134,13 @@ def align_responses(responses, ids, *, name: str = "responses") -> xr.DataArray:
                             "set's order, or assign the ids with responses.assign_coords(stimulus=stimuli.ids)")
         return da.assign_coords({STIMULUS: want})
     have = _ids(da, name)
+    if np.array_equal(have, want):   # the common case: no sets of ids to build
+        return da
     if len(have) != len(want) or set(have) != set(want):
         extra, missing = sorted(set(have.tolist()) - set(want.tolist())), sorted(set(want.tolist()) - set(have.tolist()))
         raise DataError(f"the {name}' stimulus ids do not match the stimulus set ({len(have)} vs {len(want)} "
                         f"stimuli; e.g. not in the set: {extra[:3]}, without response: {missing[:3]}): "
                         "use the stimulus set the responses were recorded on (stimuli.select_ids)")
-    if np.array_equal(have, want):
-        return da
     position = {stimulus: i for i, stimulus in enumerate(have)}
     return da.isel({STIMULUS: [position[s] for s in want]})
 
