@@ -19,6 +19,11 @@ from ..core import ConfigError, DataError
 def as_sample_matrix(x, *, name: str = "latents", dim: str = "latent", min_samples: int = 2
                      ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """`x` as a float64 (sample, `dim`) matrix, with its `dim` and `sample` labels (None without them)."""
+    return _sample_matrix(x, name, dim, min_samples)[:3]
+
+
+def _sample_matrix(x, name: str, dim: str, min_samples: int):
+    """`as_sample_matrix`, and each column's span (max - min) from the same column extremes as the checks."""
     labels = samples = None
     if isinstance(x, xr.DataArray):
         if "sample" not in x.dims or (x.ndim == 2 and dim not in x.dims) or x.ndim > 2:
@@ -51,23 +56,23 @@ def as_sample_matrix(x, *, name: str = "latents", dim: str = "latent", min_sampl
         raise DataError(f"{name} has values beyond 1e100 in magnitude or a column that varies by less "
                         "than 1e-100 (sums of squares would overflow or vanish): rescale each column, "
                         "e.g. divide it by its standard deviation")
-    return x, labels, samples
+    return x, labels, samples, span
 
 # %% ../../nbs/75_disentangle_metrics.ipynb #96d85f00
 def check_factors_latents(factors, latents, *, allow_constant: bool = False) -> dict:
     """Validate a (factors, latents) pair: dict of the matrices, their labels and the constant latents."""
-    y, y_labels, y_samples = as_sample_matrix(factors, name="factors", dim="factor")
-    z, z_labels, z_samples = as_sample_matrix(latents, name="latents", dim="latent")
+    y, y_labels, y_samples, y_span = _sample_matrix(factors, "factors", "factor", 2)
+    z, z_labels, z_samples, z_span = _sample_matrix(latents, "latents", "latent", 2)
     if y.shape[0] != z.shape[0]:
         raise DataError(f"factors has {y.shape[0]} samples but latents has {z.shape[0]}: "
                         "pass the factors and the representation of the same samples, in the same order")
     if y_samples is not None and z_samples is not None and not np.array_equal(y_samples, z_samples):
         raise DataError("the `sample` coordinates of factors and latents differ: align them first, "
                         "e.g. latents.sel(sample=factors.sample)")
-    const = np.flatnonzero(np.ptp(y, axis=0) == 0)
+    const = np.flatnonzero(y_span == 0)
     if const.size:
         raise DataError(f"factor(s) {const.tolist()} are constant and cannot be scored: drop them")
-    const = np.flatnonzero(np.ptp(z, axis=0) == 0)
+    const = np.flatnonzero(z_span == 0)
     if const.size and not allow_constant:
         raise DataError(f"latent(s) {const.tolist()} are constant (collapsed): drop them, or pass "
                         "allow_constant=True to score them as carrying no information")
