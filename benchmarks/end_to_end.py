@@ -11,6 +11,7 @@ process's peak RSS (VmHWM) after each, and the machine's load.
 
     nice -n 10 python benchmarks/end_to_end.py --n 4000                 # smoke run (2,000 fit >= 1,280 directions)
     nice -n 10 python benchmarks/end_to_end.py --n 200000 --out /tmp/e2e
+    python benchmarks/end_to_end.py --n 200000 --out /tmp/e2e --reuse    # fit and scoring again on a --keep run's stores
 """
 import argparse
 import os
@@ -44,6 +45,35 @@ def append_embeddings(path: Path, part, dtype: str, first: bool) -> None:
         data.to_zarr(path, mode="a", append_dim="stimulus", consolidated=False)
 
 
+def make_stores(args, out: Path, layer: str, stages):
+    """Generate, extract and embed `args.n` stimuli a chunk at a time into `out`'s two zarr stores; the activations, lazy."""
+    from superpos.measures.blockwise import similarity_embeddings
+    from superpos.measures.similarity import get_similarity
+    from superpos.networks.extraction import extract
+    from superpos.networks.models import load_model
+    from superpos.networks.store import ActivationWriter
+    vm = load_model("efficientnet_lite0", input_size=None)
+    backend = get_similarity("perceptual")
+    writer = ActivationWriter(out / "activations.zarr", args.n, signature=f"end_to_end n={args.n}")
+    timing = {"generate": 0.0, "extract": 0.0, "embed": 0.0}
+    for index, chunk in enumerate(_timed(stimulus_chunks(args.n, args.size, args.chunk), timing, "generate")):
+        start = time.perf_counter()
+        acts = extract(vm, [layer], chunk, batch_size=args.batch_size, device=args.device, progress=False)
+        writer.append(acts)
+        timing["extract"] += time.perf_counter() - start
+        start = time.perf_counter()
+        part = similarity_embeddings(chunk, backend, device=args.device)
+        backend._cache.clear()   # each chunk is embedded once
+        append_embeddings(out / "embeddings.zarr", part, args.embedding_dtype, first=index == 0)
+        timing["embed"] += time.perf_counter() - start
+        del acts, part, chunk
+    activations = writer.finish()[layer]
+    stages.add("generate stimuli", timing["generate"])
+    stages.add("extract -> zarr", timing["extract"], img_per_s=f"{args.n / timing['extract']:.0f}")
+    stages.add("embed -> zarr", timing["embed"], img_per_s=f"{args.n / timing['embed']:.0f}")
+    return activations
+
+
 class Stages:
     """Wall time of each stage and the peak RSS after it."""
 
@@ -70,51 +100,36 @@ def main():
     parser.add_argument("--out", default="/tmp/superpos-end-to-end")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--keep", action="store_true", help="keep the stores (default: removed at the end)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="start from the complete stores a --keep run left in --out (same --n): time fit and scoring only")
     args = parser.parse_args()
 
     import torch
-    import xarray as xr
-    from superpos.analyses.cnn import open_embeddings
+    from superpos.analyses.cnn import load_embeddings, open_embeddings
     from superpos.directions.spherical import SphericalKMeans
-    from superpos.measures.blockwise import similarity_embeddings
     from superpos.measures.index import interpretability_index
     from superpos.measures.mis import mis
-    from superpos.measures.similarity import get_similarity
     from superpos.measures.twoafc import psychophysics_2afc
-    from superpos.networks.extraction import extract
-    from superpos.networks.models import load_model
-    from superpos.networks.store import ActivationWriter
+    from superpos.networks.store import load_activations
 
     out = Path(args.out)
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+    if not args.reuse:
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
     print(f"# end to end: N={args.n:,} procedural stimuli at {args.size} px, chunks of {args.chunk:,}, "
           f"EfficientNet-Lite0 last layer, spherical k-means x{args.k_multiple}, II + 2-AFC + MIS blockwise, "
           f"embeddings {args.embedding_dtype}, device {args.device}, torch threads {torch.get_num_threads()}")
     print(f"# load average at start: {' / '.join(f'{x:.1f}' for x in os.getloadavg())} (1 / 5 / 15 min, "
           f"{os.cpu_count()} cores, shared machine)")
     stages = Stages()
-    vm = load_model("efficientnet_lite0", input_size=None)
     layer = "_conv_head"
-    backend = get_similarity("perceptual")
-    writer = ActivationWriter(out / "activations.zarr", args.n, signature=f"end_to_end n={args.n}")
-    timing = {"generate": 0.0, "extract": 0.0, "embed": 0.0}
-    for index, chunk in enumerate(_timed(stimulus_chunks(args.n, args.size, args.chunk), timing, "generate")):
-        start = time.perf_counter()
-        acts = extract(vm, [layer], chunk, batch_size=args.batch_size, device=args.device, progress=False)
-        writer.append(acts)
-        timing["extract"] += time.perf_counter() - start
-        start = time.perf_counter()
-        part = similarity_embeddings(chunk, backend, device=args.device)
-        backend._cache.clear()   # each chunk is embedded once
-        append_embeddings(out / "embeddings.zarr", part, args.embedding_dtype, first=index == 0)
-        timing["embed"] += time.perf_counter() - start
-        del acts, part, chunk
-    activations = writer.finish()[layer]
-    stages.add("generate stimuli", timing["generate"])
-    stages.add("extract -> zarr", timing["extract"], img_per_s=f"{args.n / timing['extract']:.0f}")
-    stages.add("embed -> zarr", timing["embed"], img_per_s=f"{args.n / timing['embed']:.0f}")
-
+    if args.reuse:
+        activations = load_activations(out / "activations.zarr", lazy=True)[layer]
+        if activations.sizes["stimulus"] != args.n:
+            raise SystemExit(f"{out} holds {activations.sizes['stimulus']} stimuli, not --n {args.n}")
+        print(f"# reused the stores in {out}: generation, extraction and embedding not timed in this run")
+    else:
+        activations = make_stores(args, out, layer, stages)
     activations = activations.chunk({"stimulus": 8192})
     embeddings = open_embeddings(out / "embeddings.zarr")
     order = np.random.default_rng(0).permutation(args.n)
@@ -134,7 +149,7 @@ def main():
     stages.add("transform (held-out)", time.perf_counter() - start, lazy=lazy)
 
     start = time.perf_counter()
-    held_emb = embeddings.sel(stimulus=held_ids).astype(np.float32).load()
+    held_emb = load_embeddings(embeddings, held_ids)
     stages.add("load held embeddings", time.perf_counter() - start, shape=f"{held_emb.shape[0]}x{held_emb.shape[1]}")
     measures = {"ii": lambda r: interpretability_index(r, None, held_emb, n_boot=args.n_boot, device=args.device,
                                                        method="blockwise"),
@@ -152,7 +167,7 @@ def main():
     print(f"# total {total:.0f} s; peak RSS of the whole run {peak_mb():.0f} MB; load average at the end: "
           f"{' / '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print("# store sizes: " + ", ".join(f"{p.name} {_size_mb(p):.0f} MB" for p in sorted(out.iterdir())))
-    if not args.keep:
+    if not (args.keep or args.reuse):
         shutil.rmtree(out, ignore_errors=True)
 
 

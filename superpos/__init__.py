@@ -36,7 +36,7 @@ _ATTRIBUTES = {
     "measures.selection": ['rank_order', 'tie_permutation', 'order_keys', 'extremes_by_chunk', 'ranked_stimuli'],
     "measures.similarity": ['stimulus_fingerprint', 'similarity_to_distance', 'SimilarityBackend', 'PixelSimilarity', 'ColorHistogramSimilarity', 'PerceptualSimilarity', 'LPIPSAlexNet', 'DreamSim', 'get_similarity', 'symmetrize_', 'gram_tensor', 'similarity_matrix'],
     "measures.twoafc": ['check_quantiles', 'psychophysics_2afc'],
-    "analyses.cnn": ['load_stimuli', 'n_directions_for', 'check_analysis_config', 'stored_activations', 'check_store_similarity', 'open_embeddings', 'store_embeddings', 'cnn_analysis'],
+    "analyses.cnn": ['load_stimuli', 'n_directions_for', 'check_analysis_config', 'stored_activations', 'check_store_similarity', 'open_embeddings', 'load_embeddings', 'store_embeddings', 'cnn_analysis'],
     "analyses.comparison": ['score_responses', 'participation_ratio', 'check_scores', 'bootstrap_mean_difference', 'unpaired_comparison', 'compare_methods', 'matched_pairs', 'paired_comparison', 'compare_to_reference'],
     "analyses.ranking": ['stimulus_rows', 'row_blocks', 'top_rows', 'top_source_fraction', 'first_k_sources', 'id_strings', 'source_balanced_index'],
     "brain.allen": ['shared_blank_mask', 'spontaneous_onsets', 'unit_quality_mask', 'invalid_mask', 'roi_metadata', 'unit_metadata'],

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['OVERCOMPLETE_METHODS', 'IN_MEMORY_BYTES', 'NUMERICAL_FAILURES', 'EMBEDDING_DTYPES', 'load_stimuli',
            'n_directions_for', 'check_analysis_config', 'stored_activations', 'check_store_similarity',
-           'open_embeddings', 'store_embeddings', 'cnn_analysis']
+           'open_embeddings', 'load_embeddings', 'store_embeddings', 'cnn_analysis']
 
 # %% ../../nbs/51_analyses_cnn.ipynb #e0b8fa42
 import hashlib
@@ -221,6 +221,29 @@ def open_embeddings(path) -> xr.DataArray:
     return embeddings.assign_coords(stimulus=id_strings(embeddings["stimulus"].values))
 
 
+def load_embeddings(embeddings: xr.DataArray, ids=None) -> xr.DataArray:
+    """Embeddings (stimulus x embedding, e.g. `open_embeddings`) of the stimuli `ids` (None: all), in memory as
+    float32 in the order of `ids`: read one stored chunk at a time into one preallocated array, so the peak is the
+    result plus a chunk (`.sel(stimulus=ids).astype(np.float32).load()` on a dask array holds it about three times)."""
+    have = id_strings(embeddings["stimulus"].values)
+    want = have if ids is None else id_strings(ids)
+    index = pd.Index(have).get_indexer(want)
+    if (index < 0).any():
+        raise DataError(f"{int((index < 0).sum())} stimuli have no stored embedding (e.g. {list(want[index < 0][:3])}): "
+                        "store the embeddings of the same stimulus set (store_embeddings)")
+    out = np.empty((len(index), embeddings.shape[1]), dtype=np.float32)
+    order = np.argsort(index, kind="stable")
+    ordered = index[order]
+    edges = np.cumsum((0,) + (embeddings.chunks[0] if embeddings.chunks is not None else (len(have),)))
+    for start, stop in zip(edges[:-1], edges[1:]):
+        lo, hi = np.searchsorted(ordered, [start, stop])
+        if hi > lo:
+            block = np.asarray(embeddings.isel(stimulus=slice(int(start), int(stop))).values)
+            out[order[lo:hi]] = block[ordered[lo:hi] - start]
+    return xr.DataArray(out, dims=("stimulus", embeddings.dims[1]), coords={"stimulus": want},
+                        name=embeddings.name, attrs=dict(embeddings.attrs))
+
+
 def store_embeddings(stimuli: StimulusSet, similarity="perceptual", path="embeddings.zarr", *,
                      dtype: str = "float32", batch: int = 4096, device=None) -> xr.DataArray:
     """A dot-product similarity's embeddings of `stimuli` (stimulus x embedding) in the zarr store `path`: written
@@ -317,7 +340,7 @@ def cnn_analysis(model="efficientnet_lite0", *, stimuli: StimulusSet, weights=("
         if store is None:
             gram = grams[seed] = similarity_matrix(held, similarity, device=device)
         else:   # held-out x d in memory: the measures gather only the pairs they use from it
-            gram = embeddings.sel(stimulus=held_ids).astype(np.float32).load()
+            gram = load_embeddings(embeddings, held_ids)
         for condition, acts in activations.items():
             for layer, act in acts.items():
                 fit, held_act = act.sel(stimulus=fit_ids), act.sel(stimulus=held_ids)

@@ -62,12 +62,11 @@ class EmbeddingSimilarity:
         a2, b2 = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
         budget = self.chunk_bytes if e.device.type == "cuda" else min(self.chunk_bytes, CPU_GATHER_BYTES)
         step = max(1, budget // max(1, (a2.shape[1] + b2.shape[1]) * e.shape[1] * e.element_size()))
-        parts = []
-        for s in range(0, len(a2), step):
+        out = e.new_empty(len(a2), a2.shape[1], b2.shape[1])    # written in place: no small results between the
+        for s in range(0, len(a2), step):                       # chunks' big temporaries (the heap would not shrink)
             rows_a = e.index_select(0, a2[s:s + step].reshape(-1)).view(-1, a2.shape[1], e.shape[1])
             rows_b = e.index_select(0, b2[s:s + step].reshape(-1)).view(-1, b2.shape[1], e.shape[1])
-            parts.append(torch.bmm(rows_a, rows_b.transpose(1, 2)))
-        out = torch.cat(parts) if parts else e.new_zeros(0, a2.shape[1], b2.shape[1])
+            torch.bmm(rows_a, rows_b.transpose(1, 2), out=out[s:s + step])
         return out.reshape(*a.shape, b.shape[-1])
 
     def mean_rows(self, rows: torch.Tensor) -> torch.Tensor:

@@ -91,13 +91,13 @@ def _embedding_deltas(embeddings: torch.Tensor, top: torch.Tensor, bottom: torch
     w_queries = embeddings.new_tensor([1.0, -1.0])
     block = TASK_BLOCK if embeddings.device.type == "cpu" else 64 * TASK_BLOCK
     bag = torch.nn.functional.embedding_bag
-    deltas = []
+    deltas = embeddings.new_empty(len(refs))   # written in place: no small results pinning the heap between blocks
     for s in range(0, len(refs), block):
         q, r = queries[s:s + block], refs[s:s + block]
         q_diff = bag(q, embeddings, mode="sum", per_sample_weights=w_queries.expand(len(q), 2))        # e_q+ - e_q-
         ref_diff = bag(r, embeddings, mode="sum", per_sample_weights=w_refs.expand(len(r), 2 * k))     # mean+ - mean-
-        deltas.append(torch.linalg.vecdot(q_diff, ref_diff))
-    return (torch.cat(deltas) if deltas else embeddings.new_zeros(0)).reshape(top.shape[:2])
+        torch.linalg.vecdot(q_diff, ref_diff, out=deltas[s:s + block])
+    return deltas.reshape(top.shape[:2])
 
 # %% ../../nbs/46_measures_mis.ipynb #23de8f34
 PUBLISHED_ALPHA = 0.16

@@ -69,14 +69,14 @@ def _mean_evidence(gram: EmbeddingSimilarity, ref_idx: torch.Tensor, query_idx: 
     embedding (`mean_rows`), in chunks of units; no reference x query pair is formed."""
     per_unit = 4 * ref_idx[0, ..., 0].numel() * gram.embeddings.shape[1] * gram.embeddings.element_size()
     step = max(1, gram.chunk_bytes // max(1, per_unit))
-    correct, swapped = [], []
+    correct, swapped = (gram.embeddings.new_empty(query_idx.shape[:-1]) for _ in "cs")   # written in place
     for s in range(0, len(ref_idx), step):
         r, q = ref_idx[s:s + step], query_idx[s:s + step]
         top, bottom = gram.mean_rows(r[..., :n_references]), gram.mean_rows(r[..., n_references:])
         q_max, q_min = gram.mean_rows(q[..., :1]), gram.mean_rows(q[..., 1:])
-        correct.append((q_max * top).sum(-1) + (q_min * bottom).sum(-1))
-        swapped.append((q_min * top).sum(-1) + (q_max * bottom).sum(-1))
-    return torch.cat(correct), torch.cat(swapped)
+        correct[s:s + step] = (q_max * top).sum(-1) + (q_min * bottom).sum(-1)
+        swapped[s:s + step] = (q_min * top).sum(-1) + (q_max * bottom).sum(-1)
+    return correct, swapped
 
 # %% ../../nbs/45_measures_twoafc.ipynb #5105f8d7
 def psychophysics_2afc(responses: xr.DataArray, stimuli: StimulusSet | None, similarity="perceptual", *,
