@@ -2,7 +2,7 @@
 
 The main public names are available at the top level and load lazily on first use, so that
 `import superpos` is fast: `import superpos as sp; sp.extract(...); sp.mis(...); sp.KMeansDirections()`.
-Constants, and names that two modules share (`evaluate`, `load_model`, `main`) are used from their modules.
+Constants, and names that two modules share (`evaluate`, `load_model`, `main`, `row_blocks`) are used from their modules.
 """
 __version__ = "0.1.0"
 
@@ -38,7 +38,7 @@ _ATTRIBUTES = {
     "measures.twoafc": ['check_quantiles', 'psychophysics_2afc'],
     "analyses.cnn": ['load_stimuli', 'n_directions_for', 'check_analysis_config', 'stored_activations', 'check_store_similarity', 'open_embeddings', 'load_embeddings', 'store_embeddings', 'cnn_analysis'],
     "analyses.comparison": ['score_responses', 'participation_ratio', 'check_scores', 'bootstrap_mean_difference', 'unpaired_comparison', 'compare_methods', 'matched_pairs', 'paired_comparison', 'compare_to_reference'],
-    "analyses.ranking": ['stimulus_rows', 'row_blocks', 'top_rows', 'top_source_fraction', 'first_k_sources', 'id_strings', 'source_balanced_index'],
+    "analyses.ranking": ['stimulus_rows', 'top_rows', 'top_source_fraction', 'first_k_sources', 'id_strings', 'source_balanced_index'],
     "brain.allen": ['shared_blank_mask', 'spontaneous_onsets', 'unit_quality_mask', 'invalid_mask', 'roi_metadata', 'unit_metadata'],
     "brain.dandi": ['find_natural_scenes_sessions', 'AtomicDiskCache', 'StalledRead', 'RemoteFile', 'open_remote_nwb', 'dandi_asset_url', 'load_dandi_session'],
     "brain.nwb": ['split_layout_path', 'check_window', 'NWBLayout', 'open_nwb', 'detect_layout', 'read_nwbfile', 'load_nwb'],
