@@ -2,7 +2,7 @@
 
 The main public names are available at the top level and load lazily on first use, so that
 `import superpos` is fast: `import superpos as sp; sp.extract(...); sp.mis(...); sp.KMeansDirections()`.
-Constants, and names that two modules share (`evaluate`, `load_model`, `main`, `row_blocks`) are used from their modules.
+Constants, and names that two modules share (`evaluate`, `load_model`, `main`) are used from their modules.
 """
 __version__ = "0.1.0"
 
@@ -25,7 +25,7 @@ _ATTRIBUTES = {
     "directions.sae": ['SparseAutoencoder'],
     "directions.spherical": ['spherical_objective', 'keep_torch_dtype', 'import_geomstats', 'SphericalKMeans'],
     "directions.toy": ['sample_features', 'ToyModel', 'train_toy_model', 'recovery_score', 'toy_recovery'],
-    "measures.blockwise": ['all_finite', 'chunk_bytes_for', 'EmbeddingSimilarity', 'pair_block', 'is_dot_product', 'similarity_embeddings'],
+    "measures.blockwise": ['float64_blocks', 'all_finite', 'chunk_bytes_for', 'EmbeddingSimilarity', 'pair_block', 'is_dot_product', 'similarity_embeddings'],
     "measures.bootstrap": ['check_bootstrap', 'seed_streams', 'resample_means', 'stratified_resample_means', 'percentile_interval'],
     "measures.borowski": ['download_borowski', 'load_borowski', 'load_borowski_mapping', 'borowski_unit_scores', 'borowski_accuracy', 'synthetic_borowski', 'synthetic_borowski_mapping'],
     "measures.extremes": ['check_integer', 'MeasureInputs', 'prepare_inputs', 'StreamedResponses', 'stimulus_blocks', 'response_coords', 'extreme_stimuli', 'stimuli_at_ranks', 'streaming_extremes'],
@@ -38,7 +38,7 @@ _ATTRIBUTES = {
     "measures.twoafc": ['check_quantiles', 'psychophysics_2afc'],
     "analyses.cnn": ['load_stimuli', 'n_directions_for', 'check_analysis_config', 'stored_activations', 'check_store_similarity', 'open_embeddings', 'load_embeddings', 'store_embeddings', 'cnn_analysis'],
     "analyses.comparison": ['score_responses', 'participation_ratio', 'check_scores', 'bootstrap_mean_difference', 'unpaired_comparison', 'compare_methods', 'matched_pairs', 'paired_comparison', 'compare_to_reference'],
-    "analyses.ranking": ['stimulus_rows', 'top_rows', 'top_source_fraction', 'first_k_sources', 'id_strings', 'source_balanced_index'],
+    "analyses.ranking": ['stimulus_rows', 'row_blocks', 'top_rows', 'top_source_fraction', 'first_k_sources', 'id_strings', 'source_balanced_index'],
     "brain.allen": ['shared_blank_mask', 'spontaneous_onsets', 'unit_quality_mask', 'invalid_mask', 'roi_metadata', 'unit_metadata'],
     "brain.dandi": ['find_natural_scenes_sessions', 'AtomicDiskCache', 'StalledRead', 'RemoteFile', 'open_remote_nwb', 'dandi_asset_url', 'load_dandi_session'],
     "brain.nwb": ['split_layout_path', 'check_window', 'NWBLayout', 'open_nwb', 'detect_layout', 'read_nwbfile', 'load_nwb'],

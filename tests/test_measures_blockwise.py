@@ -124,7 +124,7 @@ def test_chunk_sizes_from_free_device_memory(monkeypatch):
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), None])
 def test_all_finite_finds_one_bad_entry_in_any_block(bad, monkeypatch):
     monkeypatch.setattr(blockwise, "SUM_BYTES", 7 * 6 * 8)             # blocks of 7 rows, the last one short
-    assert [len(b) for b in blockwise.row_blocks(torch.zeros(50, 6))] == [7] * 7 + [1]
+    assert [len(b) for b in blockwise.float64_blocks(torch.zeros(50, 6))] == [7] * 7 + [1]
     x = torch.randn(50, 6)
     if bad is not None:
         x[45, 4] = bad
